@@ -1,0 +1,111 @@
+"""Waveform I/O and simple transforms. Audio is float32 in [-1, 1], shape (samples,)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import AudioFileError, InputError
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    A failed or interrupted write never leaves a half-written file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".part", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, _new_file_mode())  # mkstemp makes 0600; give the file the usual mode
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read a wav/flac/ogg file as mono float32 (samples,) and its sample rate.
+
+    Multi-channel audio is mixed down by averaging the channels.
+    """
+    import soundfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioFileError(f"{path}: no such file")
+    if path.suffix.lower() not in AUDIO_EXTENSIONS:
+        raise AudioFileError(f"{path}: unsupported audio type {path.suffix!r}; use {', '.join(AUDIO_EXTENSIONS)}")
+    try:
+        audio, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError) as err:
+        raise AudioFileError(f"{path}: cannot read audio ({err})") from None
+    if audio.shape[0] == 0:
+        raise AudioFileError(f"{path}: the file holds no audio samples")
+    return to_mono(audio.T), int(sample_rate)
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """(samples,) or (channels, samples) -> (samples,) float32, averaging the channels."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=0)
+    if audio.ndim != 1:
+        raise InputError(f"audio must be (samples,) or (channels, samples), got shape {audio.shape}")
+    return audio
+
+
+def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """Resample (samples,) float audio with soxr's high-quality filter; no-op at equal rates."""
+    if orig_rate == target_rate:
+        return audio
+    import soxr
+
+    return soxr.resample(audio, orig_rate, target_rate, quality="HQ").astype(np.float32)
+
+
+def peak_normalize(audio: np.ndarray, peak: float = 0.95) -> np.ndarray:
+    """Scale so that max |audio| == peak (the reference's training normalisation); silence stays silent."""
+    current = float(np.max(np.abs(audio))) if audio.size else 0.0
+    return audio if current == 0.0 else (audio * (peak / current)).astype(np.float32)
+
+
+def to_int16(audio: np.ndarray) -> np.ndarray:
+    """Float [-1, 1] -> int16, scaling by 32767 and clipping, so +1.0 never wraps to -32768."""
+    scaled = np.round(np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0) * 32767.0)
+    return scaled.astype(np.int16)
+
+
+def save_audio(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Write (samples,) float audio as 16-bit PCM, atomically (temp file, then rename)."""
+    import soundfile
+
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise InputError(f"save_audio expects (samples,), got shape {audio.shape}")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        soundfile.write(str(tmp), to_int16(audio), sample_rate, subtype="PCM_16", format=_sf_format(path))
+
+
+def _sf_format(path: Path) -> str:
+    formats = {".wav": "WAV", ".flac": "FLAC"}
+    if path.suffix.lower() not in formats:
+        raise AudioFileError(f"{path}: cannot write audio of type {path.suffix!r}; use .wav or .flac")
+    return formats[path.suffix.lower()]

@@ -1,0 +1,153 @@
+"""Small frozen configuration dataclasses, presets, and JSON in/out.
+
+Configs are unpacked into explicit keyword arguments at the edge (checkpoint, vocoder, cli);
+model modules never see them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class MelConfig:
+    """Mel front end of the model input (the reference framing; see mel.py)."""
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    win_length: int = 1024
+    hop_length: int = 256
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float | None = 8000.0
+
+    def __post_init__(self) -> None:
+        if min(self.sample_rate, self.n_fft, self.win_length, self.hop_length, self.n_mels) <= 0:
+            raise ConfigError(f"mel settings must be positive, got {self}")
+        if self.win_length > self.n_fft:
+            raise ConfigError(f"win_length {self.win_length} is larger than n_fft {self.n_fft}")
+        if self.f_max is not None and self.f_max > self.sample_rate / 2:
+            raise ConfigError(f"f_max {self.f_max} is above the Nyquist frequency {self.sample_rate / 2}")
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorConfig:
+    """Generator architecture; see generator.Generator for the meaning of each field."""
+
+    resblock: str = "1"
+    upsample_rates: tuple[int, ...] = (8, 8, 2, 2)
+    upsample_kernel_sizes: tuple[int, ...] = (16, 16, 4, 4)
+    upsample_initial_channel: int = 512
+    resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
+    resblock_dilation_sizes: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; keep the dataclass hashable and comparable.
+        object.__setattr__(self, "resblock", str(self.resblock))
+        for name in ("upsample_rates", "upsample_kernel_sizes", "resblock_kernel_sizes"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        dilations = tuple(tuple(int(d) for d in ds) for ds in self.resblock_dilation_sizes)
+        object.__setattr__(self, "resblock_dilation_sizes", dilations)
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.resblock not in ("1", "2"):
+            raise ConfigError(f"resblock must be '1' or '2', got {self.resblock!r}")
+        if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
+            raise ConfigError("upsample_rates and upsample_kernel_sizes differ in length")
+        if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
+            raise ConfigError("resblock_kernel_sizes and resblock_dilation_sizes differ in length")
+        for rate, kernel in zip(self.upsample_rates, self.upsample_kernel_sizes):
+            if (kernel - rate) % 2 or kernel < rate:
+                raise ConfigError(f"upsample kernel {kernel} must exceed rate {rate} by an even number")
+        if self.upsample_initial_channel % 2 ** len(self.upsample_rates):
+            raise ConfigError("upsample_initial_channel must be divisible by 2**len(upsample_rates)")
+
+    @property
+    def hop_length(self) -> int:
+        """Output samples per input frame: the product of the upsample rates."""
+        return math.prod(self.upsample_rates)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a vocoder: saved verbatim inside every checkpoint."""
+
+    mel: MelConfig = MelConfig()
+    generator: GeneratorConfig = GeneratorConfig()
+
+    def __post_init__(self) -> None:
+        if self.generator.hop_length != self.mel.hop_length:
+            raise ConfigError(
+                f"the upsample rates {list(self.generator.upsample_rates)} multiply to "
+                f"{self.generator.hop_length}, but the mel hop length is {self.mel.hop_length}; "
+                "they must be equal"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        try:
+            return cls(mel=MelConfig(**data["mel"]), generator=GeneratorConfig(**data["generator"]))
+        except (KeyError, TypeError) as err:
+            raise ConfigError(f"not a hifigan model config ({err})") from None
+
+
+V1 = GeneratorConfig()
+V2 = dataclasses.replace(V1, upsample_initial_channel=128)
+V3 = GeneratorConfig(
+    resblock="2",
+    upsample_rates=(8, 8, 4),
+    upsample_kernel_sizes=(16, 16, 8),
+    upsample_initial_channel=256,
+    resblock_kernel_sizes=(3, 5, 7),
+    resblock_dilation_sizes=((1, 2), (2, 6), (3, 12)),
+)
+GENERATOR_PRESETS: dict[str, GeneratorConfig] = {"v1": V1, "v2": V2, "v3": V3}
+
+
+def preset(name: str, mel: MelConfig | None = None) -> ModelConfig:
+    """The model config of a named generator preset ("v1", "v2", "v3") at 22.05 kHz."""
+    if name not in GENERATOR_PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(GENERATOR_PRESETS)}")
+    return ModelConfig(mel=mel or MelConfig(), generator=GENERATOR_PRESETS[name])
+
+
+def from_original_json(data: dict[str, Any]) -> ModelConfig:
+    """Read the original authors' config.json (keys num_mels, hop_size, upsample_rates, ...)."""
+    try:
+        mel = MelConfig(
+            sample_rate=int(data["sampling_rate"]),
+            n_fft=int(data["n_fft"]),
+            win_length=int(data["win_size"]),
+            hop_length=int(data["hop_size"]),
+            n_mels=int(data["num_mels"]),
+            f_min=float(data["fmin"]),
+            f_max=None if data["fmax"] is None else float(data["fmax"]),
+        )
+        fields = [f.name for f in dataclasses.fields(GeneratorConfig)]
+        generator = GeneratorConfig(**{name: data[name] for name in fields})
+    except KeyError as err:
+        raise ConfigError(f"the config has no {err.args[0]!r} entry") from None
+    return ModelConfig(mel=mel, generator=generator)
+
+
+def load_json_config(path: str | Path) -> ModelConfig:
+    """Load a config.json in our format ({"mel", "generator"}) or the original authors' format."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read config {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} is not a JSON object")
+    if "generator" in data and "mel" in data:
+        return ModelConfig.from_dict(data)
+    return from_original_json(data)
