@@ -1,0 +1,109 @@
+"""Multi-period (MPD) and multi-scale (MSD) discriminators.
+
+Every discriminator shares one contract: forward(audio (B, 1, N)) -> list of
+(logits (B, L), feature_maps list[Tensor]) with one entry per sub-discriminator.
+Widths are parameters so tests can build tiny models; defaults are the reference's.
+Attribute names (discriminators.{i}.convs.{j}, conv_post) follow the original checkpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .layers import normalized
+
+LRELU_SLOPE = 0.1
+DiscriminatorOutput = list[tuple[torch.Tensor, list[torch.Tensor]]]
+
+
+def _run_convs(convs: nn.ModuleList, conv_post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """lrelu(conv(x)) through `convs`, then conv_post; every output is a feature map."""
+    feature_maps = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        feature_maps.append(x)
+    x = conv_post(x)
+    feature_maps.append(x)
+    return torch.flatten(x, 1, -1), feature_maps
+
+
+class PeriodDiscriminator(nn.Module):
+    """Looks at every `period`-th sample: (B, 1, N) -> 2-D (B, 1, N/p, p) convs over time."""
+
+    def __init__(self, *, period: int, channels: Sequence[int] = (32, 128, 512, 1024),
+                 kernel_size: int = 5, stride: int = 3, norm: str = "weight") -> None:
+        super().__init__()
+        self.period = period
+        widths = [1, *channels]
+        padding = ((kernel_size - 1) // 2, 0)
+        convs = [nn.Conv2d(a, b, (kernel_size, 1), (stride, 1), padding=padding) for a, b in zip(widths, widths[1:])]
+        convs.append(nn.Conv2d(widths[-1], widths[-1], (kernel_size, 1), 1, padding=padding))
+        self.convs = nn.ModuleList(normalized(conv, norm) for conv in convs)
+        self.conv_post = normalized(nn.Conv2d(widths[-1], 1, (3, 1), 1, padding=(1, 0)), norm)
+
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        batch, channels, length = audio.shape
+        if length % self.period:
+            audio = F.pad(audio, (0, self.period - length % self.period), mode="reflect")
+        x = audio.view(batch, channels, -1, self.period)
+        return _run_convs(self.convs, self.conv_post, x)
+
+
+class ScaleDiscriminator(nn.Module):
+    """Strided, grouped 1-D convs over the raw (or average-pooled) waveform (B, 1, N)."""
+
+    def __init__(self, *, channels: Sequence[int] = (128, 128, 256, 512, 1024, 1024, 1024),
+                 groups: Sequence[int] = (1, 4, 16, 16, 16, 16, 1),
+                 kernel_sizes: Sequence[int] = (15, 41, 41, 41, 41, 41, 5),
+                 strides: Sequence[int] = (1, 2, 2, 4, 4, 1, 1), norm: str = "weight") -> None:
+        super().__init__()
+        widths = [1, *channels]
+        self.convs = nn.ModuleList(
+            normalized(nn.Conv1d(a, b, k, s, groups=g, padding=(k - 1) // 2), norm)
+            for a, b, k, s, g in zip(widths, widths[1:], kernel_sizes, strides, groups)
+        )
+        self.conv_post = normalized(nn.Conv1d(widths[-1], 1, 3, 1, padding=1), norm)
+
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return _run_convs(self.convs, self.conv_post, audio)
+
+
+class MultiPeriodDiscriminator(nn.Module):
+    """One PeriodDiscriminator per period (reference: 2, 3, 5, 7, 11)."""
+
+    def __init__(self, *, periods: Sequence[int] = (2, 3, 5, 7, 11),
+                 channels: Sequence[int] = (32, 128, 512, 1024)) -> None:
+        super().__init__()
+        self.discriminators = nn.ModuleList(PeriodDiscriminator(period=p, channels=channels) for p in periods)
+
+    def forward(self, audio: torch.Tensor) -> DiscriminatorOutput:
+        return [discriminator(audio) for discriminator in self.discriminators]
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """ScaleDiscriminators on the waveform and on 2x, 4x average-pooled copies.
+
+    The first (raw-rate) discriminator uses spectral norm, the others weight norm.
+    """
+
+    def __init__(self, *, num_scales: int = 3,
+                 channels: Sequence[int] = (128, 128, 256, 512, 1024, 1024, 1024),
+                 groups: Sequence[int] = (1, 4, 16, 16, 16, 16, 1)) -> None:
+        super().__init__()
+        self.discriminators = nn.ModuleList(
+            ScaleDiscriminator(channels=channels, groups=groups, norm="spectral" if i == 0 else "weight")
+            for i in range(num_scales)
+        )
+        self.meanpools = nn.ModuleList(nn.AvgPool1d(4, 2, padding=2) for _ in range(num_scales - 1))
+
+    def forward(self, audio: torch.Tensor) -> DiscriminatorOutput:
+        outputs = []
+        for i, discriminator in enumerate(self.discriminators):
+            if i > 0:
+                audio = self.meanpools[i - 1](audio)
+            outputs.append(discriminator(audio))
+        return outputs

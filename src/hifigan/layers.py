@@ -1,0 +1,57 @@
+"""Convolution helpers shared by the generator and discriminators: padding, init, weight norm."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrizations, parametrize
+
+
+def same_padding(kernel_size: int, dilation: int = 1) -> int:
+    """Padding that keeps the length of a stride-1 convolution: (k*d - d) / 2."""
+    return (kernel_size * dilation - dilation) // 2
+
+
+def weight_norm(module: nn.Module) -> nn.Module:
+    """Weight-normalise `module.weight` over all dims but 0 (the reference's dim=0)."""
+    return parametrizations.weight_norm(module, name="weight", dim=0)
+
+
+def spectral_norm(module: nn.Module) -> nn.Module:
+    """Spectral-normalise `module.weight` (used by the first scale discriminator)."""
+    return parametrizations.spectral_norm(module, name="weight")
+
+
+def normalized(module: nn.Module, norm: str) -> nn.Module:
+    """Apply "weight", "spectral" or "none" normalisation to a conv layer."""
+    if norm == "weight":
+        return weight_norm(module)
+    if norm == "spectral":
+        return spectral_norm(module)
+    if norm == "none":
+        return module
+    raise ValueError(f"unknown norm {norm!r}; use 'weight', 'spectral' or 'none'")
+
+
+def fold_weight_norm(model: nn.Module) -> nn.Module:
+    """Replace every parametrised weight by its current value, in place; returns `model`.
+
+    Uses torch's own weight-norm kernel, so the folded weight equals what the reference's
+    remove_weight_norm computes, bit for bit.
+    """
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return model
+
+
+def init_normal(module: nn.Module, std: float = 0.01) -> nn.Module:
+    """Draw a plain conv's weight from N(0, std) and return it; call before weight_norm.
+
+    The reference intended this init but applied it after weight norm, where it is lost on the
+    next forward; initialising first gives g = ||w|| for the drawn weight, as intended.
+    """
+    with torch.no_grad():
+        module.weight.normal_(0.0, std)
+    return module

@@ -1,0 +1,65 @@
+"""HiFi-GAN losses as small pure functions (least-squares GAN, feature matching, mel L1).
+
+All weights live in LOSS_WEIGHTS; no function hides a constant factor.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch.nn import functional as F
+
+from .discriminators import DiscriminatorOutput
+
+LOSS_WEIGHTS: dict[str, float] = {"adversarial": 1.0, "feature_matching": 2.0, "mel": 45.0}
+
+
+def discriminator_loss(real: DiscriminatorOutput, fake: DiscriminatorOutput) -> torch.Tensor:
+    """Sum over sub-discriminators of mean((1 - D(y))^2) + mean(D(G(x))^2)."""
+    total = real[0][0].new_zeros(())
+    for (real_logits, _), (fake_logits, _) in zip(real, fake):
+        total = total + torch.mean((1 - real_logits) ** 2) + torch.mean(fake_logits ** 2)
+    return total
+
+
+def adversarial_loss(fake: DiscriminatorOutput) -> torch.Tensor:
+    """Generator's least-squares loss: sum of mean((1 - D(G(x)))^2)."""
+    total = fake[0][0].new_zeros(())
+    for fake_logits, _ in fake:
+        total = total + torch.mean((1 - fake_logits) ** 2)
+    return total
+
+
+def feature_matching_loss(real: DiscriminatorOutput, fake: DiscriminatorOutput) -> torch.Tensor:
+    """Sum over every feature map of L1(real, fake); real maps are treated as constants."""
+    total = real[0][0].new_zeros(())
+    for (_, real_maps), (_, fake_maps) in zip(real, fake):
+        for real_map, fake_map in zip(real_maps, fake_maps):
+            total = total + torch.mean(torch.abs(real_map.detach() - fake_map))
+    return total
+
+
+def mel_loss(real_mel: torch.Tensor, fake_mel: torch.Tensor) -> torch.Tensor:
+    """L1 between log-mels (B, n_mels, T) of real and generated audio."""
+    return F.l1_loss(fake_mel, real_mel)
+
+
+def generator_loss(
+    real: DiscriminatorOutput,
+    fake: DiscriminatorOutput,
+    real_mel: torch.Tensor,
+    fake_mel: torch.Tensor,
+    weights: Mapping[str, float] = LOSS_WEIGHTS,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Weighted total generator loss and its unweighted terms (for logging).
+
+    `real`/`fake` hold the outputs of all discriminators (MPD and MSD lists concatenated).
+    """
+    terms = {
+        "adversarial": adversarial_loss(fake),
+        "feature_matching": feature_matching_loss(real, fake),
+        "mel": mel_loss(real_mel, fake_mel),
+    }
+    total = sum(weights[name] * value for name, value in terms.items())
+    return total, terms
