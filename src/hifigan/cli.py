@@ -1,0 +1,107 @@
+"""Command line: each subcommand parses its arguments and calls one library function.
+
+Errors a user can cause print one line (`hifigan: error: ...`) and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from .errors import HifiganError
+from .pretrained import PRETRAINED
+
+DEFAULT_MODEL = "universal-v1"
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"registered name ({', '.join(PRETRAINED)}) or checkpoint path (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+
+
+def _load_vocoder(args: argparse.Namespace):
+    from .vocoder import Vocoder
+
+    return Vocoder.from_pretrained(args.model, device=args.device, precision=args.precision)
+
+
+def _report(report) -> int:
+    for error in report.errors:
+        print(f"hifigan: error: {error}", file=sys.stderr)
+    print(f"wrote {len(report.written)} file(s)" + (f", {len(report.errors)} failed" if report.errors else ""),
+          file=sys.stderr)
+    return 2 if report.errors else 0
+
+
+def cmd_resynth(args: argparse.Namespace) -> int:
+    from .jobs import resynthesize_files
+
+    return _report(resynthesize_files(_load_vocoder(args), args.inputs, args.output, plot=args.plot))
+
+
+def cmd_vocode(args: argparse.Namespace) -> int:
+    from .jobs import vocode_files
+
+    return _report(vocode_files(_load_vocoder(args), args.inputs, args.output))
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = _load_vocoder(args).describe()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    generator, mel = info["generator"], info["mel"]
+    print(f"model:       {args.model}")
+    print(f"generator:   ResBlock{generator['resblock']}, upsample rates {list(generator['upsample_rates'])}, "
+          f"kernels {list(generator['upsample_kernel_sizes'])}, {generator['upsample_initial_channel']} channels")
+    print(f"resblocks:   kernels {list(generator['resblock_kernel_sizes'])}, "
+          f"dilations {[list(d) for d in generator['resblock_dilation_sizes']]}")
+    print(f"parameters:  {info['parameters']:,} (weight norm folded)")
+    print(f"audio:       {mel['sample_rate']} Hz, hop {mel['hop_length']} samples")
+    print(f"mel:         {mel['n_mels']} bands, {mel['f_min']:g}-{mel['f_max']:g} Hz, "
+          f"n_fft {mel['n_fft']}, window {mel['win_length']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hifigan", description="HiFi-GAN neural vocoder")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    resynth = commands.add_parser("resynth", help="audio files -> mel -> vocoded audio")
+    resynth.add_argument("inputs", nargs="+", help="wav/flac/ogg files or folders")
+    resynth.add_argument("-o", "--output", required=True, help="output folder")
+    resynth.add_argument("--plot", action="store_true", help="also write a PNG comparing input and output mels")
+    _add_model_options(resynth)
+    resynth.set_defaults(run=cmd_resynth)
+
+    vocode = commands.add_parser("vocode", help="mel files (.npy/.pt, (n_mels, T)) -> audio")
+    vocode.add_argument("inputs", nargs="+", help=".npy/.pt mel files or folders")
+    vocode.add_argument("-o", "--output", required=True, help="output folder")
+    _add_model_options(vocode)
+    vocode.set_defaults(run=cmd_vocode)
+
+    info = commands.add_parser("info", help="architecture, parameters and mel settings of a model")
+    info.add_argument("model", help="registered name or checkpoint path")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(run=cmd_info, device="cpu", precision="fp32")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except HifiganError as err:
+        print(f"hifigan: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hifigan: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""File-level jobs behind the CLI: many inputs, one bad file never stops the others."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from .audio import AUDIO_EXTENSIONS, load_audio, save_audio
+from .errors import AudioFileError, HifiganError, InputError
+from .vocoder import Vocoder
+
+MEL_EXTENSIONS = (".npy", ".pt")
+
+
+@dataclasses.dataclass
+class JobReport:
+    """What a job did: files written and one-line errors for the inputs that failed."""
+
+    written: list[Path] = dataclasses.field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+
+def expand_inputs(paths: Iterable[str | Path], extensions: tuple[str, ...], outdir: Path,
+                  report: JobReport) -> list[tuple[Path, Path]]:
+    """(input, output wav) pairs: files as given, folders searched recursively for `extensions`.
+
+    Missing paths are reported and skipped; two inputs that would write the same output are refused.
+    """
+    pairs: dict[Path, Path] = {}
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+            if not found:
+                report.errors.append(f"{path}: folder holds no {'/'.join(extensions)} files")
+            candidates = [(p, outdir / p.relative_to(path).with_suffix(".wav")) for p in found]
+        else:  # a file, or a missing path that work() will report
+            candidates = [(path, outdir / (path.stem + ".wav"))]
+        for source, target in candidates:
+            if target in pairs and pairs[target] != source:
+                raise InputError(f"{pairs[target]} and {source} would both write {target}; process them separately")
+            pairs[target] = source
+    return [(source, target) for target, source in pairs.items()]
+
+
+def run_each(pairs: list[tuple[Path, Path]], work: Callable[[Path, Path], None], report: JobReport,
+             description: str) -> JobReport:
+    """Apply `work(input, output)` to each pair with a progress bar; collect one-line errors."""
+    from tqdm import tqdm
+
+    for source, target in tqdm(pairs, desc=description, unit="file", disable=len(pairs) < 2):
+        try:
+            work(source, target)
+            report.written.append(target)
+        except HifiganError as err:
+            report.errors.append(str(err) if str(source) in str(err) else f"{source}: {err}")
+    return report
+
+
+def resynthesize_files(vocoder: Vocoder, inputs: Iterable[str | Path], outdir: str | Path, *,
+                       plot: bool = False) -> JobReport:
+    """Audio files or folders -> OUTDIR/<name>.wav (and <name>.png mel comparisons with plot)."""
+    report = JobReport()
+    pairs = expand_inputs(inputs, AUDIO_EXTENSIONS, Path(outdir), report)
+
+    def work(source: Path, target: Path) -> None:
+        audio, sample_rate = load_audio(source)
+        try:
+            generated = vocoder.resynthesize(audio, sample_rate)
+        except InputError as err:
+            raise AudioFileError(f"{source}: {err}") from None
+        if plot:
+            from .plots import plot_mel_comparison
+
+            plot_mel_comparison(vocoder.mel_spectrogram(audio, sample_rate), vocoder.mel_spectrogram(generated),
+                                target.with_suffix(".png"), title=source.name,
+                                hop_seconds=vocoder.hop_length / vocoder.sample_rate)
+        save_audio(target, generated, vocoder.sample_rate)
+
+    return run_each(pairs, work, report, "resynthesising")
+
+
+def load_mel_file(path: str | Path) -> np.ndarray:
+    """Read a (n_mels, T) or (1, n_mels, T) mel from .npy or .pt (tensor or {'mel': tensor})."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioFileError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            mel = np.load(path, allow_pickle=False)
+        elif suffix == ".pt":
+            mel = torch.load(path, map_location="cpu", weights_only=True)
+            mel = mel.get("mel") if isinstance(mel, dict) else mel
+            mel = mel.float().numpy() if isinstance(mel, torch.Tensor) else mel
+        else:
+            raise AudioFileError(f"{path}: unsupported mel file type {suffix!r}; use .npy or .pt")
+    except (OSError, ValueError, RuntimeError, EOFError) as err:
+        raise AudioFileError(f"{path}: cannot read mel ({str(err).splitlines()[0][:160]})") from None
+    if not isinstance(mel, np.ndarray):
+        raise AudioFileError(f"{path}: holds {type(mel).__name__}, not a mel array")
+    return mel[0] if mel.ndim == 3 and mel.shape[0] == 1 else mel
+
+
+def vocode_files(vocoder: Vocoder, inputs: Iterable[str | Path], outdir: str | Path) -> JobReport:
+    """Mel files (.npy/.pt) or folders of them -> OUTDIR/<name>.wav."""
+    report = JobReport()
+    pairs = expand_inputs(inputs, MEL_EXTENSIONS, Path(outdir), report)
+
+    def work(source: Path, target: Path) -> None:
+        mel = load_mel_file(source)
+        if mel.ndim != 2:
+            raise InputError(f"{source}: mel must be (n_mels, frames) or (1, n_mels, frames), got shape {mel.shape}")
+        save_audio(target, vocoder(mel)[0], vocoder.sample_rate)
+
+    return run_each(pairs, work, report, "vocoding")

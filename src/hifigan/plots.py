@@ -1,0 +1,46 @@
+"""Pictures of mel spectrograms (matplotlib, an optional extra; no global backend is set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .audio import atomic_path
+from .errors import HifiganError
+
+
+def _figure_class():
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise HifiganError("plotting needs matplotlib: pip install 'hifigan[plot]'") from None
+    return Figure, FigureCanvasAgg
+
+
+def plot_mel_comparison(reference: np.ndarray, generated: np.ndarray, path: str | Path, *,
+                        title: str = "", hop_seconds: float | None = None) -> None:
+    """Save a PNG with the reference mel, the generated mel (n_mels, T) and their difference."""
+    figure_cls, canvas_cls = _figure_class()
+    frames = min(reference.shape[-1], generated.shape[-1])
+    reference, generated = reference[:, :frames], generated[:, :frames]
+    extent = None if hop_seconds is None else (0, frames * hop_seconds, 0, reference.shape[0])
+    figure = figure_cls(figsize=(10, 7.5), layout="constrained")
+    canvas_cls(figure)
+    axes = figure.subplots(3, 1, sharex=True)
+    low, high = float(min(reference.min(), generated.min())), float(max(reference.max(), generated.max()))
+    panels = (("input (reference) log-mel", reference, "magma", (low, high)),
+              ("resynthesised log-mel", generated, "magma", (low, high)),
+              (f"difference (mean |diff| = {np.abs(generated - reference).mean():.3f})",
+               generated - reference, "coolwarm", (-3.0, 3.0)))
+    for axis, (label, data, cmap, (vmin, vmax)) in zip(axes, panels):
+        image = axis.imshow(data, origin="lower", aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, extent=extent)
+        axis.set_title(label, fontsize=10)
+        axis.set_ylabel("mel band")
+        figure.colorbar(image, ax=axis)
+    axes[-1].set_xlabel("time (s)" if hop_seconds else "frame")
+    if title:
+        figure.suptitle(title)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)

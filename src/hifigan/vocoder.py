@@ -1,0 +1,162 @@
+"""Vocoder: the user-facing inference object (mel -> audio, audio -> mel -> audio)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+
+from .audio import resample, to_mono
+from .checkpoint import load_generator
+from .config import ModelConfig
+from .errors import InputError
+from .generator import Generator
+from .mel import SILENCE_LOG_MEL, MelSpectrogram
+from .pretrained import resolve
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+Array = Union[torch.Tensor, np.ndarray]
+
+
+def _as_float_tensor(value: Array, what: str) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    if not isinstance(value, torch.Tensor):
+        raise InputError(f"{what} must be a torch.Tensor or numpy array, got {type(value).__name__}")
+    if value.is_complex() or value.dtype == torch.bool:
+        raise InputError(f"{what} must hold real numbers, got dtype {value.dtype}")
+    value = value.float()
+    bad = int((~torch.isfinite(value)).sum())
+    if bad:
+        raise InputError(f"{what} contains {bad} NaN or infinite values; check the model that produced it")
+    return value
+
+
+class Vocoder:
+    """A HiFi-GAN generator ready for inference, with its mel front end.
+
+    Build with `Vocoder.from_pretrained("universal-v1")` or from a checkpoint path. Calls run
+    under torch.inference_mode with weight norm already folded.
+    """
+
+    def __init__(self, generator: Generator, config: ModelConfig, *, device: str | torch.device = "cpu",
+                 precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        self.config = config
+        self.device = torch.device(device)
+        self.precision = precision
+        self.dtype = PRECISIONS[precision]
+        self.generator = generator.to(self.device, self.dtype).eval()
+        self.mel = MelSpectrogram(**dataclasses.asdict(config.mel)).to(self.device)
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path, device: str | torch.device = "cpu",
+                        precision: str = "fp32") -> "Vocoder":
+        """Load a registered model ("lj-v1", "universal-v1") or any supported checkpoint file."""
+        generator, config = load_generator(resolve(source))
+        return cls(generator, config, device=device, precision=precision)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.mel.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.mel.hop_length
+
+    @property
+    def n_mels(self) -> int:
+        return self.config.mel.n_mels
+
+    def describe(self) -> dict:
+        """Architecture, parameter count and mel settings, for `hifigan info`."""
+        return {
+            "generator": dataclasses.asdict(self.config.generator),
+            "parameters": sum(p.numel() for p in self.generator.parameters()),
+            "mel": dataclasses.asdict(self.config.mel),
+            "device": str(self.device),
+            "precision": self.precision,
+        }
+
+    def _check_mel(self, mel: Array) -> torch.Tensor:
+        """Validate a mel and return it as (B, n_mels, T) float32."""
+        tensor = _as_float_tensor(mel, "mel")
+        if tensor.dim() == 2:
+            tensor = tensor.unsqueeze(0)
+        if tensor.dim() != 3:
+            raise InputError(f"mel must be (n_mels, frames) or (batch, n_mels, frames), got shape {tuple(tensor.shape)}")
+        if tensor.shape[1] != self.n_mels:
+            hint = " (transposed? put mel bands first)" if tensor.shape[2] == self.n_mels else ""
+            raise InputError(f"mel has {tensor.shape[1]} channels but this model takes {self.n_mels}: "
+                             f"got shape {tuple(tensor.shape)}{hint}")
+        if tensor.shape[2] == 0 or tensor.shape[0] == 0:
+            raise InputError(f"mel has no frames: shape {tuple(tensor.shape)}")
+        return tensor
+
+    @torch.inference_mode()
+    def _generate(self, mel: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, n_mels, T) float32 -> (B, T * hop) float32 on the vocoder's device."""
+        mel = mel.to(self.device, self.dtype)
+        lengths = None if lengths is None else lengths.to(self.device)
+        return self.generator(mel, lengths).squeeze(1).float()
+
+    def __call__(self, mel: Array | Sequence[Array]) -> Array | list[Array]:
+        """Mel (n_mels, T) or (B, n_mels, T) -> audio (B, T * hop) in [-1, 1].
+
+        Numpy in gives numpy out; tensors come back on the vocoder's device. A list of mels of
+        different lengths is batched (padded with silence, padded steps masked) and returned as
+        a list of 1-D audio, each trimmed to its own frames * hop.
+        """
+        if isinstance(mel, (list, tuple)):
+            return self._vocode_list(mel)
+        audio = self._generate(self._check_mel(mel))
+        return audio.cpu().numpy() if isinstance(mel, np.ndarray) else audio
+
+    def convert_spectrogram_to_audio(self, spec: Array) -> Array:
+        """NeMo-compatible alias: spec (B, n_mels, T) -> audio (B, T * hop)."""
+        return self(spec)
+
+    def _vocode_list(self, mels: Sequence[Array]) -> list[Array]:
+        if not mels:
+            return []
+        checked = [self._check_mel(mel) for mel in mels]
+        if any(mel.shape[0] != 1 for mel in checked):
+            raise InputError("a list of mels must hold single (n_mels, frames) spectrograms")
+        lengths = torch.tensor([mel.shape[-1] for mel in checked])
+        batch = torch.full((len(checked), self.n_mels, int(lengths.max())), SILENCE_LOG_MEL)
+        for i, mel in enumerate(checked):
+            batch[i, :, : mel.shape[-1]] = mel[0]
+        audio = self._generate(batch, lengths if int(lengths.min()) != int(lengths.max()) else None)
+        trimmed = [audio[i, : int(n) * self.hop_length] for i, n in enumerate(lengths)]
+        return [a.cpu().numpy() if isinstance(m, np.ndarray) else a for a, m in zip(trimmed, mels)]
+
+    def _check_audio(self, audio: Array, sample_rate: int) -> torch.Tensor:
+        """One utterance, (samples,) or (channels, samples) -> mono (samples,) at the model rate."""
+        tensor = _as_float_tensor(audio, "audio")
+        if tensor.dim() not in (1, 2) or tensor.shape[-1] == 0:
+            raise InputError(f"audio must be non-empty (samples,) or (channels, samples), got shape {tuple(tensor.shape)}")
+        if not isinstance(sample_rate, int) or sample_rate <= 0:
+            raise InputError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        mono = resample(to_mono(tensor.cpu().numpy()), sample_rate, self.sample_rate)
+        return torch.from_numpy(mono)
+
+    @torch.inference_mode()
+    def mel_spectrogram(self, audio: Array, sample_rate: int | None = None) -> Array:
+        """Audio (samples,) or (batch, samples) at the model rate -> log-mel (.., n_mels, samples // hop).
+
+        With `sample_rate`, the audio is one utterance ((samples,) or (channels, samples)) that is
+        mixed down and resampled to the model rate first.
+        """
+        tensor = self._check_audio(audio, sample_rate) if sample_rate else _as_float_tensor(audio, "audio")
+        mel = self.mel(tensor.to(self.device))
+        return mel.cpu().numpy() if isinstance(audio, np.ndarray) else mel
+
+    def resynthesize(self, audio: Array, sample_rate: int) -> Array:
+        """Audio of one utterance at any rate -> vocoded audio (samples',) at self.sample_rate."""
+        mel = self.mel_spectrogram(audio if isinstance(audio, np.ndarray) else torch.as_tensor(audio), sample_rate)
+        result = self(torch.as_tensor(mel))[0]
+        return result.cpu().numpy() if isinstance(audio, np.ndarray) else result
