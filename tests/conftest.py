@@ -53,3 +53,13 @@ def random_mel(frames: int, n_mels: int = 80, seed: int = 0, batch: int | None =
     generator = torch.Generator().manual_seed(seed)
     shape = (n_mels, frames) if batch is None else (batch, n_mels, frames)
     return torch.rand(shape, generator=generator) * 10 - 9
+
+
+def lively(model: torch.nn.Module, seed: int = 0, gain: float = 1.0) -> torch.nn.Module:
+    """Redraw every parameter with fan-in scaling, so a tiny untrained model has a varied output."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            fan_in = parameter[0].numel() if parameter.dim() > 1 else 1
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * gain / fan_in ** 0.5)
+    return model

@@ -41,6 +41,10 @@ def fold_weight_norm(model: nn.Module) -> nn.Module:
     """
     for module in model.modules():
         if parametrize.is_parametrized(module):
+            # torch removes the parametrised property from the module's class, and a deepcopy
+            # shares that class with its original: give this module a private copy of it first.
+            cls = type(module)
+            module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
             for name in list(module.parametrizations.keys()):
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
     return model

@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from hifigan.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
+
+TINY_MPD = dict(channels=(4, 8, 8, 16))
+TINY_MSD = dict(channels=(16, 16, 16, 16, 16, 16, 16))
+
+
+def test_reference_sizes():
+    assert sum(p.numel() for p in MultiPeriodDiscriminator().parameters()) == 41_105_770
+    assert sum(p.numel() for p in MultiScaleDiscriminator().parameters()) == 29_618_821
+
+
+@pytest.mark.parametrize("length", [8192, 8191, 1000])
+def test_period_discriminator_contract(length):
+    mpd = MultiPeriodDiscriminator(**TINY_MPD)
+    outputs = mpd(torch.randn(3, 1, length))
+    assert len(outputs) == 5
+    for (logits, feature_maps), period in zip(outputs, (2, 3, 5, 7, 11)):
+        assert logits.dim() == 2 and logits.shape[0] == 3
+        assert len(feature_maps) == 6
+        assert feature_maps[0].shape[-1] == period  # (B, C, T/p, p): every period keeps its own column
+
+
+@pytest.mark.parametrize("length", [8192, 4000])
+def test_scale_discriminator_contract(length):
+    msd = MultiScaleDiscriminator(**TINY_MSD)
+    outputs = msd(torch.randn(2, 1, length))
+    assert len(outputs) == 3
+    lengths = [logits.shape[1] for logits, _ in outputs]
+    assert lengths[0] > lengths[1] > lengths[2]  # each scale sees a pooled copy
+    assert all(len(maps) == 8 for _, maps in outputs)
+
+
+def test_first_scale_is_spectral_normalised_others_weight_normalised():
+    keys = set(MultiScaleDiscriminator(**TINY_MSD).state_dict())
+    assert "discriminators.0.convs.0.parametrizations.weight.original" in keys
+    assert "discriminators.1.convs.0.parametrizations.weight.original0" in keys
+    assert "discriminators.0.conv_post.parametrizations.weight.original" in keys
+
+
+def test_gradients_reach_the_input():
+    audio = torch.randn(1, 1, 2048, requires_grad=True)
+    outputs = MultiPeriodDiscriminator(**TINY_MPD)(audio) + MultiScaleDiscriminator(**TINY_MSD)(audio)
+    sum(logits.sum() for logits, _ in outputs).backward()
+    assert audio.grad is not None and audio.grad.abs().sum() > 0
