@@ -62,7 +62,8 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"dilations {[list(d) for d in generator['resblock_dilation_sizes']]}")
     print(f"parameters:  {info['parameters']:,} (weight norm folded)")
     print(f"audio:       {mel['sample_rate']} Hz, hop {mel['hop_length']} samples")
-    print(f"mel:         {mel['n_mels']} bands, {mel['f_min']:g}-{mel['f_max']:g} Hz, "
+    f_max = mel["f_max"] if mel["f_max"] is not None else mel["sample_rate"] / 2
+    print(f"mel:         {mel['n_mels']} bands, {mel['f_min']:g}-{f_max:g} Hz, "
           f"n_fft {mel['n_fft']}, window {mel['win_length']}")
     return 0
 

@@ -43,22 +43,28 @@ class Vocoder:
     """
 
     def __init__(self, generator: Generator, config: ModelConfig, *, device: str | torch.device = "cpu",
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", max_batch_frames: int = 4096) -> None:
         if precision not in PRECISIONS:
             raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         self.config = config
         self.device = torch.device(device)
         self.precision = precision
+        # A list of mels is vocoded in sub-batches of at most this many (padded) frames, which
+        # bounds memory and padding waste (4096 frames = 47.6 s of audio at 22.05 kHz).
+        self.max_batch_frames = max_batch_frames
         self.dtype = PRECISIONS[precision]
         self.generator = generator.to(self.device, self.dtype).eval()
         self.mel = MelSpectrogram(**dataclasses.asdict(config.mel)).to(self.device)
 
     @classmethod
     def from_pretrained(cls, source: str | Path, device: str | torch.device = "cpu",
-                        precision: str = "fp32") -> "Vocoder":
-        """Load a registered model ("lj-v1", "universal-v1") or any supported checkpoint file."""
+                        precision: str = "fp32", **options) -> "Vocoder":
+        """Load a registered model ("lj-v1", "universal-v1") or any supported checkpoint file.
+
+        `options` go to the constructor (e.g. max_batch_frames).
+        """
         generator, config = load_generator(resolve(source))
-        return cls(generator, config, device=device, precision=precision)
+        return cls(generator, config, device=device, precision=precision, **options)
 
     @property
     def sample_rate(self) -> int:
@@ -121,18 +127,34 @@ class Vocoder:
         return self(spec)
 
     def _vocode_list(self, mels: Sequence[Array]) -> list[Array]:
-        if not mels:
-            return []
         checked = [self._check_mel(mel) for mel in mels]
         if any(mel.shape[0] != 1 for mel in checked):
             raise InputError("a list of mels must hold single (n_mels, frames) spectrograms")
-        lengths = torch.tensor([mel.shape[-1] for mel in checked])
-        batch = torch.full((len(checked), self.n_mels, int(lengths.max())), SILENCE_LOG_MEL)
-        for i, mel in enumerate(checked):
-            batch[i, :, : mel.shape[-1]] = mel[0]
+        audio: list[torch.Tensor | None] = [None] * len(checked)
+        for group in self._length_groups([mel.shape[-1] for mel in checked]):
+            for index, result in zip(group, self._vocode_padded([checked[i][0] for i in group])):
+                audio[index] = result
+        return [a.cpu().numpy() if isinstance(m, np.ndarray) else a for a, m in zip(audio, mels)]
+
+    def _length_groups(self, lengths: list[int]) -> list[list[int]]:
+        """Indices sorted by length, cut into batches of at most max_batch_frames padded frames."""
+        groups: list[list[int]] = []
+        for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+            # Sorted ascending, so the newest item is the longest: padded size = count * its length.
+            if groups and (len(groups[-1]) + 1) * lengths[index] <= self.max_batch_frames:
+                groups[-1].append(index)
+            else:
+                groups.append([index])
+        return groups
+
+    def _vocode_padded(self, mels: list[torch.Tensor]) -> list[torch.Tensor]:
+        """(n_mels, T_i) mels -> 1-D audio of T_i * hop each, via one silence-padded, masked batch."""
+        lengths = torch.tensor([mel.shape[-1] for mel in mels])
+        batch = torch.full((len(mels), self.n_mels, int(lengths.max())), SILENCE_LOG_MEL)
+        for i, mel in enumerate(mels):
+            batch[i, :, : mel.shape[-1]] = mel
         audio = self._generate(batch, lengths if int(lengths.min()) != int(lengths.max()) else None)
-        trimmed = [audio[i, : int(n) * self.hop_length] for i, n in enumerate(lengths)]
-        return [a.cpu().numpy() if isinstance(m, np.ndarray) else a for a, m in zip(trimmed, mels)]
+        return [audio[i, : int(n) * self.hop_length] for i, n in enumerate(lengths)]
 
     def _check_audio(self, audio: Array, sample_rate: int) -> torch.Tensor:
         """One utterance, (samples,) or (channels, samples) -> mono (samples,) at the model rate."""
@@ -151,7 +173,7 @@ class Vocoder:
         With `sample_rate`, the audio is one utterance ((samples,) or (channels, samples)) that is
         mixed down and resampled to the model rate first.
         """
-        tensor = self._check_audio(audio, sample_rate) if sample_rate else _as_float_tensor(audio, "audio")
+        tensor = _as_float_tensor(audio, "audio") if sample_rate is None else self._check_audio(audio, sample_rate)
         mel = self.mel(tensor.to(self.device))
         return mel.cpu().numpy() if isinstance(audio, np.ndarray) else mel
 
