@@ -140,6 +140,24 @@ def from_original_json(data: dict[str, Any]) -> ModelConfig:
     return ModelConfig(mel=mel, generator=generator)
 
 
+def to_original_json(config: ModelConfig) -> dict[str, Any]:
+    """The original authors' config.json for this model (their training defaults included)."""
+    mel = config.mel
+    return {
+        "resblock": config.generator.resblock, "num_gpus": 0, "batch_size": 16, "learning_rate": 0.0002,
+        "adam_b1": 0.8, "adam_b2": 0.99, "lr_decay": 0.999, "seed": 1234,
+        **{name: _as_lists(value) for name, value in dataclasses.asdict(config.generator).items() if name != "resblock"},
+        "segment_size": 8192, "num_mels": mel.n_mels, "num_freq": mel.n_fft // 2 + 1, "n_fft": mel.n_fft,
+        "hop_size": mel.hop_length, "win_size": mel.win_length, "sampling_rate": mel.sample_rate,
+        "fmin": mel.f_min, "fmax": mel.f_max, "fmax_for_loss": None, "num_workers": 4,
+        "dist_config": {"dist_backend": "nccl", "dist_url": "tcp://localhost:54321", "world_size": 1},
+    }
+
+
+def _as_lists(value: Any) -> Any:
+    return [_as_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
 def load_json_config(path: str | Path) -> ModelConfig:
     """Load a config.json in our format ({"mel", "generator"}) or the original authors' format."""
     try:

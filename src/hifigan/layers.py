@@ -59,3 +59,17 @@ def init_normal(module: nn.Module, std: float = 0.01) -> nn.Module:
     with torch.no_grad():
         module.weight.normal_(0.0, std)
     return module
+
+
+def split_weight_norm(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A plain weight -> weight-norm (g, v) with g * v / ||v|| == weight exactly.
+
+    v = weight and g = ||weight|| over all dims but 0, computed by the same kernel that
+    weight norm uses, so that refolding reproduces `weight` bit for bit.
+    """
+    ones = torch.ones((weight.shape[0],) + (1,) * (weight.dim() - 1), dtype=weight.dtype, device=weight.device)
+    try:
+        _, norms = torch._weight_norm_interface(weight, ones, 0)
+    except (AttributeError, RuntimeError):  # private API; the public norm can differ in the last bit
+        norms = torch.norm_except_dim(weight, 2, 0)
+    return norms.reshape(ones.shape).clone(), weight.clone()

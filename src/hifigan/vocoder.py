@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .audio import resample, to_mono
-from .checkpoint import load_generator
+from .formats import load_generator
 from .config import ModelConfig
 from .errors import InputError
 from .generator import Generator
