@@ -21,12 +21,15 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help=f"registered name ({', '.join(PRETRAINED)}) or checkpoint path (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
+    parser.add_argument("--denoise", type=float, default=0.0, metavar="STRENGTH",
+                        help="remove the model's bias tone with this strength (0.005-0.1 typical; default 0: off)")
 
 
 def _load_vocoder(args: argparse.Namespace):
     from .vocoder import Vocoder
 
-    return Vocoder.from_pretrained(args.model, device=args.device, precision=args.precision)
+    return Vocoder.from_pretrained(args.model, device=args.device, precision=args.precision, backend=args.backend)
 
 
 def _report(report) -> int:
@@ -40,13 +43,36 @@ def _report(report) -> int:
 def cmd_resynth(args: argparse.Namespace) -> int:
     from .jobs import resynthesize_files
 
-    return _report(resynthesize_files(_load_vocoder(args), args.inputs, args.output, plot=args.plot))
+    return _report(resynthesize_files(_load_vocoder(args), args.inputs, args.output, plot=args.plot,
+                                      denoise=args.denoise))
 
 
 def cmd_vocode(args: argparse.Namespace) -> int:
     from .jobs import vocode_files
 
-    return _report(vocode_files(_load_vocoder(args), args.inputs, args.output))
+    return _report(vocode_files(_load_vocoder(args), args.inputs, args.output, denoise=args.denoise,
+                                stream_chunk=args.stream_chunk))
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .formats import convert
+
+    for path in convert(args.input, args.output, to=args.to, discriminator=args.discriminator):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+    from .formats import load_generator
+    from .pretrained import resolve
+
+    generator, config = load_generator(resolve(args.model))
+    report = export(generator, config, args.output, fmt=args.format, static_frames=args.static_frames)
+    shapes = ", ".join("x".join(map(str, shape)) for shape in report.checked_shapes)
+    print(f"wrote {report.path} ({report.format}); max |exported - pytorch| = {report.max_abs_diff:.2e} "
+          f"on mels {shapes}")
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -82,13 +108,30 @@ def build_parser() -> argparse.ArgumentParser:
     vocode = commands.add_parser("vocode", help="mel files (.npy/.pt, (n_mels, T)) -> audio")
     vocode.add_argument("inputs", nargs="+", help=".npy/.pt mel files or folders")
     vocode.add_argument("-o", "--output", required=True, help="output folder")
+    vocode.add_argument("--stream-chunk", type=int, default=None, metavar="FRAMES",
+                        help="vocode in chunks of this many frames, as a stream would (same output)")
     _add_model_options(vocode)
     vocode.set_defaults(run=cmd_vocode)
+
+    convert = commands.add_parser("convert", help="convert a checkpoint between formats")
+    convert.add_argument("input", help="checkpoint in any supported format (detected from content)")
+    convert.add_argument("output", help="file to write (formats with several files write them beside it)")
+    convert.add_argument("--to", required=True, choices=("original", "dle", "nemo", "torchaudio", "native"))
+    convert.add_argument("--discriminator", help="the training pair's discriminator file, if not beside the input")
+    convert.set_defaults(run=cmd_convert)
+
+    export = commands.add_parser("export", help="export to ONNX or TorchScript, with a parity check")
+    export.add_argument("model", help="registered name or checkpoint path")
+    export.add_argument("--format", default="onnx", choices=("onnx", "torchscript"))
+    export.add_argument("-o", "--output", required=True, help="file to write")
+    export.add_argument("--static-frames", type=int, default=None, metavar="N",
+                        help="fix the number of mel frames (for runtimes that want static shapes)")
+    export.set_defaults(run=cmd_export)
 
     info = commands.add_parser("info", help="architecture, parameters and mel settings of a model")
     info.add_argument("model", help="registered name or checkpoint path")
     info.add_argument("--json", action="store_true", help="print JSON")
-    info.set_defaults(run=cmd_info, device="cpu", precision="fp32")
+    info.set_defaults(run=cmd_info, device="cpu", precision="fp32", backend="torch")
     return parser
 
 

@@ -23,3 +23,7 @@ class CheckpointError(HifiganError, ValueError):
 
 class ModelNotFoundError(HifiganError, LookupError):
     """A model name that is not registered, or a registered model whose files are missing."""
+
+
+class ExportError(HifiganError, RuntimeError):
+    """An exported model that cannot be written, or whose outputs differ from PyTorch's."""

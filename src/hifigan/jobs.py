@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .audio import AUDIO_EXTENSIONS, load_audio, save_audio
+from .denoiser import check_strength
 from .errors import AudioFileError, HifiganError, InputError
 from .vocoder import Vocoder
 
@@ -62,7 +63,7 @@ def run_each(pairs: list[tuple[Path, Path]], work: Callable[[Path, Path], None],
 
 
 def resynthesize_files(vocoder: Vocoder, inputs: Iterable[str | Path], outdir: str | Path, *,
-                       plot: bool = False) -> JobReport:
+                       plot: bool = False, denoise: float = 0.0) -> JobReport:
     """Audio files or folders -> OUTDIR/<name>.wav (and <name>.png mel comparisons with plot)."""
     report = JobReport()
     pairs = expand_inputs(inputs, AUDIO_EXTENSIONS, Path(outdir), report)
@@ -70,7 +71,7 @@ def resynthesize_files(vocoder: Vocoder, inputs: Iterable[str | Path], outdir: s
     def work(source: Path, target: Path) -> None:
         audio, sample_rate = load_audio(source)
         try:
-            generated = vocoder.resynthesize(audio, sample_rate)
+            generated = vocoder.resynthesize(audio, sample_rate, denoise=denoise)
         except InputError as err:
             raise AudioFileError(f"{source}: {err}") from None
         if plot:
@@ -106,8 +107,12 @@ def load_mel_file(path: str | Path) -> np.ndarray:
     return mel[0] if mel.ndim == 3 and mel.shape[0] == 1 else mel
 
 
-def vocode_files(vocoder: Vocoder, inputs: Iterable[str | Path], outdir: str | Path) -> JobReport:
-    """Mel files (.npy/.pt) or folders of them -> OUTDIR/<name>.wav."""
+def vocode_files(vocoder: Vocoder, inputs: Iterable[str | Path], outdir: str | Path, *, denoise: float = 0.0,
+                 stream_chunk: int | None = None) -> JobReport:
+    """Mel files (.npy/.pt) or folders of them -> OUTDIR/<name>.wav (optionally vocoded as a stream)."""
+    check_strength(denoise)
+    if stream_chunk is not None and stream_chunk < 1:
+        raise InputError(f"--stream-chunk must be a positive number of frames, got {stream_chunk}")
     report = JobReport()
     pairs = expand_inputs(inputs, MEL_EXTENSIONS, Path(outdir), report)
 
@@ -115,6 +120,11 @@ def vocode_files(vocoder: Vocoder, inputs: Iterable[str | Path], outdir: str | P
         mel = load_mel_file(source)
         if mel.ndim != 2:
             raise InputError(f"{source}: mel must be (n_mels, frames) or (1, n_mels, frames), got shape {mel.shape}")
-        save_audio(target, vocoder(mel)[0], vocoder.sample_rate)
+        if stream_chunk:
+            chunks = [mel[:, i: i + stream_chunk] for i in range(0, mel.shape[-1], stream_chunk)]
+            audio = vocoder.denoise(torch.from_numpy(np.concatenate(list(vocoder.stream(chunks)))), denoise)
+            save_audio(target, audio.numpy(), vocoder.sample_rate)
+        else:
+            save_audio(target, vocoder(mel, denoise=denoise)[0], vocoder.sample_rate)
 
     return run_each(pairs, work, report, "vocoding")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
@@ -12,12 +12,15 @@ import torch
 from .audio import resample, to_mono
 from .formats import load_generator
 from .config import ModelConfig
+from .denoiser import check_strength
 from .errors import InputError
 from .generator import Generator
 from .mel import SILENCE_LOG_MEL, MelSpectrogram
 from .pretrained import resolve
+from .streaming import receptive_field_frames, stream_audio
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+BACKENDS = ("torch", "onnxruntime")
 Array = Union[torch.Tensor, np.ndarray]
 
 
@@ -55,16 +58,33 @@ class Vocoder:
         self.dtype = PRECISIONS[precision]
         self.generator = generator.to(self.device, self.dtype).eval()
         self.mel = MelSpectrogram(**dataclasses.asdict(config.mel)).to(self.device)
+        self._denoiser = None
 
     @classmethod
-    def from_pretrained(cls, source: str | Path, device: str | torch.device = "cpu",
-                        precision: str = "fp32", **options) -> "Vocoder":
+    def from_pretrained(cls, source: str | Path, device: str | torch.device = "cpu", precision: str = "fp32",
+                        backend: str = "torch", threads: int | None = None, **options) -> "Vocoder":
         """Load a registered model ("lj-v1", "universal-v1") or any supported checkpoint file.
 
+        backend="onnxruntime" runs an exported .onnx file (or exports the checkpoint in memory)
+        with ONNX Runtime on the CPU, in fp32. `threads` sets ONNX Runtime's intra-op threads.
         `options` go to the constructor (e.g. max_batch_frames).
         """
-        generator, config = load_generator(resolve(source))
-        return cls(generator, config, device=device, precision=precision, **options)
+        if backend not in BACKENDS:
+            raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        path = resolve(source)
+        if backend == "torch":
+            generator, config = load_generator(path)
+            return cls(generator, config, device=device, precision=precision, **options)
+        if precision != "fp32" or torch.device(device).type != "cpu":
+            raise InputError("the onnxruntime backend runs fp32 on the CPU; use backend='torch' for other settings")
+        from .export import OnnxRuntimeGenerator, onnx_bytes, onnx_config
+
+        with open(path, "rb") as handle:
+            is_onnx = handle.read(1) == b"\x08"  # an ONNX ModelProto starts with its ir_version field
+        if is_onnx:
+            return cls(OnnxRuntimeGenerator(path, threads), onnx_config(path), **options)
+        generator, config = load_generator(path)
+        return cls(OnnxRuntimeGenerator(onnx_bytes(generator, config), threads), config, **options)
 
     @property
     def sample_rate(self) -> int:
@@ -110,30 +130,65 @@ class Vocoder:
         lengths = None if lengths is None else lengths.to(self.device)
         return self.generator(mel, lengths).squeeze(1).float()
 
-    def __call__(self, mel: Array | Sequence[Array]) -> Array | list[Array]:
+    def __call__(self, mel: Array | Sequence[Array], denoise: float = 0.0) -> Array | list[Array]:
         """Mel (n_mels, T) or (B, n_mels, T) -> audio (B, T * hop) in [-1, 1].
 
         Numpy in gives numpy out; tensors come back on the vocoder's device. A list of mels of
         different lengths is batched (padded with silence, padded steps masked) and returned as
-        a list of 1-D audio, each trimmed to its own frames * hop.
+        a list of 1-D audio, each trimmed to its own frames * hop. `denoise` > 0 applies the
+        bias denoiser with that strength (see hifigan.denoiser).
         """
+        check_strength(denoise)
         if isinstance(mel, (list, tuple)):
-            return self._vocode_list(mel)
-        audio = self._generate(self._check_mel(mel))
+            return self._vocode_list(mel, denoise)
+        audio = self.denoise(self._generate(self._check_mel(mel)), denoise)
         return audio.cpu().numpy() if isinstance(mel, np.ndarray) else audio
 
     def convert_spectrogram_to_audio(self, spec: Array) -> Array:
         """NeMo-compatible alias: spec (B, n_mels, T) -> audio (B, T * hop)."""
         return self(spec)
 
-    def _vocode_list(self, mels: Sequence[Array]) -> list[Array]:
+    def denoise(self, audio: torch.Tensor, strength: float) -> torch.Tensor:
+        """Remove the generator's bias tone from audio (B, N) or (N,); strength 0 is a no-op."""
+        if strength == 0:
+            return audio
+        if self._denoiser is None:
+            from .denoiser import Denoiser
+
+            mel = self.config.mel
+            self._denoiser = Denoiser(self.generator, n_mels=mel.n_mels, n_fft=mel.n_fft,
+                                      hop_length=mel.hop_length, win_length=mel.win_length)
+        return self._denoiser(audio, strength)
+
+    @property
+    def stream_latency_frames(self) -> int:
+        """Frames of look-ahead `stream` waits for before it emits a frame's audio (its added latency)."""
+        return receptive_field_frames(**dataclasses.asdict(self.config.generator))
+
+    def stream(self, mel_chunks: Iterable[Array]) -> Iterator[Array]:
+        """Vocode an utterance that arrives in (n_mels, t) chunks of any sizes, yielding 1-D audio as
+        soon as it is determined. The concatenated pieces equal whole-utterance output (to float
+        rounding); each frame's audio is delayed by `stream_latency_frames` frames of input."""
+        as_numpy = False
+
+        def checked() -> Iterator[torch.Tensor]:
+            nonlocal as_numpy
+            for chunk in mel_chunks:
+                as_numpy = isinstance(chunk, np.ndarray)
+                yield self._check_mel(chunk)[0]
+
+        for piece in stream_audio(self._generate, checked(), context=self.stream_latency_frames,
+                                  hop_length=self.hop_length):
+            yield piece.cpu().numpy() if as_numpy else piece
+
+    def _vocode_list(self, mels: Sequence[Array], denoise: float = 0.0) -> list[Array]:
         checked = [self._check_mel(mel) for mel in mels]
         if any(mel.shape[0] != 1 for mel in checked):
             raise InputError("a list of mels must hold single (n_mels, frames) spectrograms")
         audio: list[torch.Tensor | None] = [None] * len(checked)
         for group in self._length_groups([mel.shape[-1] for mel in checked]):
             for index, result in zip(group, self._vocode_padded([checked[i][0] for i in group])):
-                audio[index] = result
+                audio[index] = self.denoise(result, denoise)
         return [a.cpu().numpy() if isinstance(m, np.ndarray) else a for a, m in zip(audio, mels)]
 
     def _length_groups(self, lengths: list[int]) -> list[list[int]]:
@@ -177,8 +232,8 @@ class Vocoder:
         mel = self.mel(tensor.to(self.device))
         return mel.cpu().numpy() if isinstance(audio, np.ndarray) else mel
 
-    def resynthesize(self, audio: Array, sample_rate: int) -> Array:
+    def resynthesize(self, audio: Array, sample_rate: int, denoise: float = 0.0) -> Array:
         """Audio of one utterance at any rate -> vocoded audio (samples',) at self.sample_rate."""
         mel = self.mel_spectrogram(audio if isinstance(audio, np.ndarray) else torch.as_tensor(audio), sample_rate)
-        result = self(torch.as_tensor(mel))[0]
+        result = self(torch.as_tensor(mel), denoise=denoise)[0]
         return result.cpu().numpy() if isinstance(audio, np.ndarray) else result
