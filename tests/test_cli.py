@@ -145,3 +145,52 @@ def test_module_entry_point(tmp_path, model):
 
     result = subprocess.run([sys.executable, "-m", "hifigan", "info", model], capture_output=True, text=True)
     assert result.returncode == 0 and "parameters:" in result.stdout
+
+
+def test_convert_and_back(capsys, tmp_path, model):
+    code, out, err = run(capsys, "convert", model, tmp_path / "m.nemo", "--to", "nemo")
+    assert code == 0 and "wrote" in out, err
+    code, out, _ = run(capsys, "convert", tmp_path / "m.nemo", tmp_path / "dle" / "hifigan_gen_checkpoint_1.pt",
+                       "--to", "dle")
+    assert code == 0
+    mel = np.random.default_rng(1).uniform(-9, 1, (80, 9)).astype(np.float32)
+    np.save(tmp_path / "x.npy", mel)
+    outputs = {}
+    for name, path in (("native", model), ("dle", tmp_path / "dle" / "hifigan_gen_checkpoint_1.pt")):
+        assert run(capsys, "vocode", tmp_path / "x.npy", "-o", tmp_path / name, "--model", path)[0] == 0
+        outputs[name] = soundfile.read(str(tmp_path / name / "x.wav"), dtype="int16")[0]
+    assert np.array_equal(outputs["native"], outputs["dle"])
+
+
+def test_export_cli(capsys, tmp_path, model):
+    code, out, _ = run(capsys, "export", model, "--format", "onnx", "-o", tmp_path / "m.onnx")
+    assert code == 0 and "max |exported - pytorch| =" in out
+    code, out, _ = run(capsys, "export", model, "--format", "torchscript", "-o", tmp_path / "m.ts", "--static-frames", "16")
+    assert code == 0 and "1x80x16" in out
+    code, _, err = run(capsys, "vocode", tmp_path / "none.npy", "-o", tmp_path / "o", "--model", tmp_path / "m.onnx",
+                       "--backend", "onnxruntime")
+    assert code == 2 and "none.npy: no such file" in err
+
+
+def test_vocode_stream_and_denoise_options(capsys, tmp_path, model):
+    np.save(tmp_path / "x.npy", np.random.default_rng(2).uniform(-9, 1, (80, 40)).astype(np.float32))
+    results = {}
+    for name, extra in (("plain", []), ("stream", ["--stream-chunk", "7"]), ("denoised", ["--denoise", "0.05"])):
+        code, _, err = run(capsys, "vocode", tmp_path / "x.npy", "-o", tmp_path / name, "--model", model, *extra)
+        assert code == 0, err
+        results[name] = soundfile.read(str(tmp_path / name / "x.wav"), dtype="int16")[0].astype(int)
+    assert np.abs(results["stream"] - results["plain"]).max() <= 4  # 1e-4 in float, rounded to int16
+    assert not np.array_equal(results["denoised"], results["plain"])
+    for bad, message in ((["--stream-chunk", "0"], "--stream-chunk must be a positive"),
+                         (["--denoise", "-1"], "denoise strength must be a finite number >= 0")):
+        code, _, err = run(capsys, "vocode", tmp_path / "x.npy", "-o", tmp_path / "bad", "--model", model, *bad)
+        assert code == 2 and message in err and err.count("hifigan: error:") == 1
+
+
+def test_convert_errors(capsys, tmp_path, model):
+    (tmp_path / "junk.pt").write_bytes(b"\x00" * 100)
+    code, _, err = run(capsys, "convert", tmp_path / "junk.pt", tmp_path / "out.pt", "--to", "dle")
+    assert code == 2 and "junk.pt: truncated or not a PyTorch checkpoint" in err and not (tmp_path / "out.pt").exists()
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    code, _, err = run(capsys, "convert", tmp_path / "foreign.pt", tmp_path / "out.pt", "--to", "dle")
+    assert code == 2 and "expected one of native, original, dle, nemo, torchaudio" in err and "found a dict with keys weights" in err

@@ -71,11 +71,12 @@ def safe_load_from(file: str | Path | BinaryIO, source: str) -> Any:
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights_only" in str(err).lower() or "weights only" in str(err).lower():
+        blocked = [line.strip() for line in str(err).splitlines() if "GLOBAL" in line]
+        if blocked:  # the weights-only unpickler names the callable or class the file asked for
             raise CheckpointError(
-                f"{path}: refused: the file asks to run code or build objects other than tensors; "
-                "only tensor checkpoints are loaded") from None
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})") from None
+                f"{path}: refused: the file asks to run code or build objects other than tensors "
+                f"({blocked[0][:160]}); only tensor checkpoints are loaded") from None
+        raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint (unreadable pickle data)") from None
     except Exception as err:  # garbage bytes make the unpickler raise KeyError, IndexError, ...
         raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint ({_first_line(err)})") from None
 
