@@ -94,6 +94,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, markdown_table, read_id_list
+
+    held_out = read_id_list(args.holdout_list) if args.holdout_list else None
+    evaluation = evaluate(args.model or [DEFAULT_MODEL], args.inputs, mels_dir=args.mels, report_dir=args.report,
+                          held_out_ids=held_out, device=args.device)
+    print(markdown_table(evaluation), end="")
+    for error in evaluation.errors:
+        print(f"hifigan: error: {error}", file=sys.stderr)
+    if args.report:
+        print(f"report written to {args.report}", file=sys.stderr)
+    return 2 if evaluation.errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hifigan", description="HiFi-GAN neural vocoder")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--static-frames", type=int, default=None, metavar="N",
                         help="fix the number of mel frames (for runtimes that want static shapes)")
     export.set_defaults(run=cmd_export)
+
+    evaluate = commands.add_parser("eval", help="objective metrics of one or more models on reference clips")
+    evaluate.add_argument("inputs", nargs="+", help="reference wav/flac/ogg files or folders")
+    evaluate.add_argument("--model", action="append", help="model name or path; repeat to compare models")
+    evaluate.add_argument("--mels", help="folder of <clip>.npy/.pt mels to vocode instead of resynthesising")
+    evaluate.add_argument("--report", help="folder for report.json, report.md and PNGs")
+    evaluate.add_argument("--holdout-list", help="filelist of clip ids outside the training set (reported apart)")
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.set_defaults(run=cmd_eval)
 
     info = commands.add_parser("info", help="architecture, parameters and mel settings of a model")
     info.add_argument("model", help="registered name or checkpoint path")

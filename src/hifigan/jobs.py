@@ -25,26 +25,32 @@ class JobReport:
     errors: list[str] = dataclasses.field(default_factory=list)
 
 
-def expand_inputs(paths: Iterable[str | Path], extensions: tuple[str, ...], outdir: Path,
+def collect_files(paths: Iterable[str | Path], extensions: tuple[str, ...],
                   report: JobReport) -> list[tuple[Path, Path]]:
-    """(input, output wav) pairs: files as given, folders searched recursively for `extensions`.
-
-    Missing paths are reported and skipped; two inputs that would write the same output are refused.
-    """
-    pairs: dict[Path, Path] = {}
+    """(file, path relative to the folder it was found in): files as given, folders searched
+    recursively for `extensions`; an empty folder is reported."""
+    found: list[tuple[Path, Path]] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
-            if not found:
-                report.errors.append(f"{path}: folder holds no {'/'.join(extensions)} files")
-            candidates = [(p, outdir / p.relative_to(path).with_suffix(".wav")) for p in found]
-        else:  # a file, or a missing path that work() will report
-            candidates = [(path, outdir / (path.stem + ".wav"))]
-        for source, target in candidates:
-            if target in pairs and pairs[target] != source:
-                raise InputError(f"{pairs[target]} and {source} would both write {target}; process them separately")
-            pairs[target] = source
+        if not path.is_dir():  # a file, or a missing path that the caller will report
+            found.append((path, Path(path.name)))
+            continue
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+        if not files:
+            report.errors.append(f"{path}: folder holds no {'/'.join(extensions)} files")
+        found.extend((p, p.relative_to(path)) for p in files)
+    return found
+
+
+def expand_inputs(paths: Iterable[str | Path], extensions: tuple[str, ...], outdir: Path,
+                  report: JobReport) -> list[tuple[Path, Path]]:
+    """(input, output wav) pairs; two inputs that would write the same output are refused."""
+    pairs: dict[Path, Path] = {}
+    for source, relative in collect_files(paths, extensions, report):
+        target = outdir / relative.with_suffix(".wav")
+        if target in pairs and pairs[target] != source:
+            raise InputError(f"{pairs[target]} and {source} would both write {target}; process them separately")
+        pairs[target] = source
     return [(source, target) for target, source in pairs.items()]
 
 

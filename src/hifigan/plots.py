@@ -44,3 +44,27 @@ def plot_mel_comparison(reference: np.ndarray, generated: np.ndarray, path: str 
         figure.suptitle(title)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
+
+
+def plot_metric_bars(means: dict[str, dict[str, float | None]], labels: dict[str, str], path: str | Path) -> None:
+    """A bar chart per metric (one bar per model) of mean scores; missing values are left out."""
+    import math
+
+    figure_cls, canvas_cls = _figure_class()
+    keys = [key for key in labels if any(m.get(key) is not None and math.isfinite(m[key]) for m in means.values())]
+    columns = 3
+    rows = max(1, math.ceil(len(keys) / columns))
+    figure = figure_cls(figsize=(4 * columns, 2.8 * rows), layout="constrained")
+    canvas_cls(figure)
+    axes = figure.subplots(rows, columns, squeeze=False).flatten()
+    models = list(means)
+    for axis, key in zip(axes, keys):
+        values = [means[m].get(key) for m in models]
+        shown = [(m, v) for m, v in zip(models, values) if v is not None and math.isfinite(v)]
+        axis.bar(range(len(shown)), [v for _, v in shown], color=[f"C{models.index(m)}" for m, _ in shown])
+        axis.set_xticks(range(len(shown)), [m for m, _ in shown], rotation=20, fontsize=8)
+        axis.set_title(labels[key], fontsize=9)
+    for axis in axes[len(keys):]:
+        axis.set_visible(False)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
