@@ -13,7 +13,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[pretrained,plot,onnx,metrics,dev]'
+	$(BIN)/pip install --quiet -e '.[pretrained,plot,onnx,metrics,train,dev]'
 	touch $@
 
 install: $(VENV)/.installed

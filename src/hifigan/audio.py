@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import torch
 
 from .errors import AudioFileError, InputError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+MEL_EXTENSIONS = (".npy", ".pt")
 
 
 @contextlib.contextmanager
@@ -109,3 +111,25 @@ def _sf_format(path: Path) -> str:
     if path.suffix.lower() not in formats:
         raise AudioFileError(f"{path}: cannot write audio of type {path.suffix!r}; use .wav or .flac")
     return formats[path.suffix.lower()]
+
+
+def load_mel_file(path: str | Path) -> np.ndarray:
+    """Read a (n_mels, T) or (1, n_mels, T) mel from .npy or .pt (tensor or {'mel': tensor})."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioFileError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            mel = np.load(path, allow_pickle=False)
+        elif suffix == ".pt":
+            mel = torch.load(path, map_location="cpu", weights_only=True)
+            mel = mel.get("mel") if isinstance(mel, dict) else mel
+            mel = mel.float().numpy() if isinstance(mel, torch.Tensor) else mel
+        else:
+            raise AudioFileError(f"{path}: unsupported mel file type {suffix!r}; use .npy or .pt")
+    except (OSError, ValueError, RuntimeError, EOFError) as err:
+        raise AudioFileError(f"{path}: cannot read mel ({str(err).splitlines()[0][:160]})") from None
+    if not isinstance(mel, np.ndarray):
+        raise AudioFileError(f"{path}: holds {type(mel).__name__}, not a mel array")
+    return mel[0] if mel.ndim == 3 and mel.shape[0] == 1 else mel

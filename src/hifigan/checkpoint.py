@@ -208,16 +208,16 @@ def read_native(obj: dict[str, Any], source: str) -> Checkpoint:
     """Our release format: {'format': 'hifigan', 'kind': 'release', 'version', 'config', 'generator'}."""
     if obj.get("version", 0) > NATIVE_VERSION:
         raise CheckpointError(f"{source}: written by a newer hifigan (format version {obj['version']}); upgrade")
-    if obj.get("kind") != "release" or not isinstance(obj.get("generator"), dict):
-        raise CheckpointError(f"{source}: a hifigan {obj.get('kind')!r} file, not a release generator")
+    if obj.get("kind") not in ("release", "training") or not isinstance(obj.get("generator"), dict):
+        raise CheckpointError(f"{source}: a hifigan {obj.get('kind')!r} file, not a generator checkpoint")
     try:
         config = ModelConfig.from_dict(obj["config"])
     except (ConfigError, KeyError) as err:
         raise CheckpointError(f"{source}: invalid config inside the checkpoint ({err})") from None
     checkpoint = Checkpoint(generator=obj["generator"], config=config)
-    if checkpoint.weight_normed:
-        raise CheckpointError(f"{source}: a release file must hold folded weights")
-    strict_load(build_generator(config, weight_norm=False), checkpoint.generator, source)
+    if checkpoint.weight_normed != (obj["kind"] == "training"):
+        raise CheckpointError(f"{source}: a {obj['kind']} file with the wrong weight layout")
+    strict_load(build_generator(config, weight_norm=checkpoint.weight_normed), checkpoint.generator, source)
     return checkpoint
 
 

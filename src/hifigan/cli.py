@@ -108,6 +108,95 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 2 if evaluation.errors else 0
 
 
+TRAIN_OPTIONS = {  # flag -> (TrainConfig field, type)
+    "--batch-size": ("batch_size", int), "--segment-size": ("segment_size", int), "--lr": ("learning_rate", float),
+    "--lr-decay": ("lr_decay", float), "--lr-decay-every": ("lr_decay_every", str),
+    "--grad-clip": ("grad_clip", float), "--grad-accum": ("grad_accum", int), "--precision": ("precision", str),
+    "--max-steps": ("max_steps", int), "--max-epochs": ("max_epochs", int), "--seed": ("seed", int),
+    "--log-interval": ("log_interval", int), "--validation-interval": ("validation_interval", int),
+    "--checkpoint-interval": ("checkpoint_interval", int), "--keep-last": ("keep_last", int),
+    "--num-workers": ("num_workers", int),
+}
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", required=True, help="audio folder, or a dataset root for --train-list/--valid-list")
+    data.add_argument("--train-list", help="filelist of training clips (`path_or_id|...`), relative to --data")
+    data.add_argument("--valid-list", help="filelist of validation clips; default: a seeded 2%% split")
+    run = parser.add_argument_group("run")
+    run.add_argument("--run-dir", required=True, help="folder for checkpoints, log.jsonl and TensorBoard logs")
+    run.add_argument("--config", help="model config JSON (ours or the original authors'); default: --preset")
+    run.add_argument("--preset", default="v1", help="v1/v2/v3, a rate (16k/24k/44k/48k) or both (v2-24k)")
+    run.add_argument("--train-config", help="JSON of training settings (TrainConfig fields)")
+    run.add_argument("--device", default="cpu")
+    options = parser.add_argument_group("training settings (override --train-config)")
+    for flag, (_, kind) in TRAIN_OPTIONS.items():
+        options.add_argument(flag, type=kind, default=None)
+
+
+def _training_inputs(args: argparse.Namespace, mels: str | None = None):
+    """(model config, train config, overrides, train examples, valid examples) from parsed arguments."""
+    import json as json_module
+    from pathlib import Path
+
+    from .config import TrainConfig, load_json_config, model_preset
+    from .data import Example, audio_files, pair_with_mels, read_filelist, split_files
+
+    model = load_json_config(args.config) if args.config else model_preset(args.preset)
+    base = json_module.loads(Path(args.train_config).read_text()) if args.train_config else {}
+    overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _) in TRAIN_OPTIONS.items()
+                 if getattr(args, flag[2:].replace("-", "_")) is not None}
+    train_config = TrainConfig.from_dict({**base, **overrides})
+    if args.train_list:
+        train_files = read_filelist(args.train_list, args.data)
+        valid_files = read_filelist(args.valid_list, args.data) if args.valid_list else []
+    else:
+        train_files, valid_files = split_files(audio_files(args.data), seed=train_config.seed)
+    if mels:
+        return model, train_config, overrides, pair_with_mels(train_files, mels), pair_with_mels(valid_files, mels)
+    return model, train_config, overrides, [Example(f) for f in train_files], [Example(f) for f in valid_files]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train.run import train
+
+    model, train_config, overrides, train_set, valid_set = _training_inputs(args)
+    resume = args.run_dir if args.resume == "" else args.resume
+    state = train(model, train_config, args.run_dir, train_set, valid_set, device=args.device, resume=resume,
+                  overrides=overrides)
+    print(f"stopped at step {state.step}, epoch {state.epoch}; checkpoints in {args.run_dir}/checkpoints")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .train.run import train
+
+    model, train_config, overrides, train_set, valid_set = _training_inputs(args, mels=args.mels)
+    state = train(model, train_config, args.run_dir, train_set, valid_set, device=args.device, init=args.init,
+                  keep_optimizers=args.keep_optimizer, lr_scale=args.lr_scale, overrides=overrides,
+                  mel_framing=args.mel_framing)
+    print(f"stopped at step {state.step}; checkpoints in {args.run_dir}/checkpoints")
+    return 0
+
+
+def cmd_export_generator(args: argparse.Namespace) -> int:
+    from .train.run import export_generator
+
+    print(f"wrote {export_generator(args.run, args.output)}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .prepare import prepare_ljspeech
+
+    prepared = prepare_ljspeech(args.root, fetch=args.download, url=args.url, training_list=args.training_list,
+                                validation_list=args.validation_list, seed=args.seed, mels=args.mels)
+    print(f"{prepared.train_list}: {prepared.counts[0]} clips; {prepared.valid_list}: {prepared.counts[1]} clips"
+          + (f"; {prepared.missing} listed ids have no wav" if prepared.missing else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hifigan", description="HiFi-GAN neural vocoder")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +239,39 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--holdout-list", help="filelist of clip ids outside the training set (reported apart)")
     evaluate.add_argument("--device", default="cpu")
     evaluate.set_defaults(run=cmd_eval)
+
+    train = commands.add_parser("train", help="train HiFi-GAN (single process, or under torchrun)")
+    _add_train_options(train)
+    train.add_argument("--resume", nargs="?", const="", default=None,
+                       help="continue a run: its folder/checkpoint (default: --run-dir), or an original g_ / DLE gen file")
+    train.set_defaults(run=cmd_train)
+
+    finetune = commands.add_parser("finetune", help="fine-tune a pretrained generator on acoustic-model mels")
+    finetune.add_argument("--init", required=True, help="pretrained model: registered name or checkpoint of any format")
+    finetune.add_argument("--mels", required=True, help="folder of <clip>.npy/.pt mels matching the audio files")
+    finetune.add_argument("--mel-framing", default="reference", choices=("reference", "center"),
+                          help="center: Tacotron/FastPitch-style mels (shifted by hop/2)")
+    finetune.add_argument("--keep-optimizer", action="store_true",
+                          help="continue the checkpoint's optimiser states (when it has them) instead of fresh ones")
+    finetune.add_argument("--lr-scale", type=float, default=1.0, help="with --keep-optimizer: scale its learning rate")
+    _add_train_options(finetune)
+    finetune.set_defaults(run=cmd_finetune)
+
+    export_gen = commands.add_parser("export-generator", help="a run's generator -> release file for Vocoder")
+    export_gen.add_argument("run", help="run folder (its latest checkpoint) or a training checkpoint")
+    export_gen.add_argument("-o", "--output", required=True)
+    export_gen.set_defaults(run=cmd_export_generator)
+
+    prepare = commands.add_parser("prepare", help="prepare a dataset for training")
+    prepare.add_argument("dataset", choices=("ljspeech",))
+    prepare.add_argument("root", help="folder with (or for) LJSpeech-1.1")
+    prepare.add_argument("--download", action="store_true", help="fetch and verify the official archive")
+    prepare.add_argument("--url", default="https://data.keithito.com/data/speech/LJSpeech-1.1.tar.bz2")
+    prepare.add_argument("--training-list", help="official split: training ids (e.g. the HiFi-GAN list)")
+    prepare.add_argument("--validation-list", help="official split: validation ids")
+    prepare.add_argument("--seed", type=int, default=1234)
+    prepare.add_argument("--mels", action="store_true", help="also write mels/<id>.npy")
+    prepare.set_defaults(run=cmd_prepare)
 
     info = commands.add_parser("info", help="architecture, parameters and mel settings of a model")
     info.add_argument("model", help="registered name or checkpoint path")

@@ -169,3 +169,82 @@ def load_json_config(path: str | Path) -> ModelConfig:
     if "generator" in data and "mel" in data:
         return ModelConfig.from_dict(data)
     return from_original_json(data)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, data and discriminator settings of a training run (reference values by default)."""
+
+    batch_size: int = 16            # per optimiser step, summed over processes and accumulation steps
+    segment_size: int = 8192        # audio samples per training crop (a multiple of the hop length)
+    learning_rate: float = 2e-4
+    adam_b1: float = 0.8
+    adam_b2: float = 0.99
+    weight_decay: float = 0.01
+    lr_decay: float = 0.999
+    lr_decay_every: str = "epoch"   # "epoch" (reference) or "step"
+    grad_clip: float | None = None  # max gradient norm, None: no clipping
+    grad_accum: int = 1
+    precision: str = "fp32"         # "fp32", "bf16" (autocast) or "fp16" (autocast + grad scalers)
+    seed: int = 1234
+    max_steps: int | None = None
+    max_epochs: int | None = None
+    log_interval: int = 100
+    validation_interval: int = 1000
+    checkpoint_interval: int = 5000
+    keep_last: int = 3
+    max_bad_steps: int = 10         # consecutive non-finite losses before the run stops
+    num_workers: int = 2
+    mpd_periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    mpd_channels: tuple[int, ...] = (32, 128, 512, 1024)
+    msd_channels: tuple[int, ...] = (128, 128, 256, 512, 1024, 1024, 1024)
+    msd_groups: tuple[int, ...] = (1, 4, 16, 16, 16, 16, 1)
+
+    def __post_init__(self) -> None:
+        for name in ("mpd_periods", "mpd_channels", "msd_channels", "msd_groups"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.lr_decay_every not in ("epoch", "step"):
+            raise ConfigError(f"lr_decay_every must be 'epoch' or 'step', got {self.lr_decay_every!r}")
+        if min(self.batch_size, self.grad_accum, self.segment_size) < 1:
+            raise ConfigError("batch_size, grad_accum and segment_size must be positive")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown training settings: {', '.join(unknown)}")
+        return cls(**data)
+
+
+# Other sample rates, as the published models do: NeMo's 44.1 kHz HiFi-GAN (hop 512, 80 bands,
+# full band), BigVGAN's 24 kHz (100 bands to 12 kHz); 16 kHz keeps the reference framing.
+SAMPLE_RATE_PRESETS: dict[str, ModelConfig] = {
+    "16k": ModelConfig(mel=MelConfig(sample_rate=16000, f_max=8000.0), generator=V1),
+    "22k": ModelConfig(),
+    "24k": ModelConfig(mel=MelConfig(sample_rate=24000, n_mels=100, f_max=12000.0), generator=V1),
+    "44k": ModelConfig(mel=MelConfig(sample_rate=44100, n_fft=2048, win_length=2048, hop_length=512, f_max=None),
+                       generator=dataclasses.replace(V1, upsample_rates=(8, 8, 4, 2),
+                                                     upsample_kernel_sizes=(16, 16, 4, 4))),
+    "48k": ModelConfig(mel=MelConfig(sample_rate=48000, n_fft=2048, win_length=2048, hop_length=512, n_mels=128,
+                                     f_max=24000.0),
+                       generator=dataclasses.replace(V1, upsample_rates=(8, 8, 4, 2),
+                                                     upsample_kernel_sizes=(16, 16, 8, 4))),
+}
+
+
+def model_preset(name: str) -> ModelConfig:
+    """"v1"/"v2"/"v3" (22.05 kHz), a rate ("16k", "24k", "44k", "48k") or both ("v2-24k")."""
+    generator_name, _, rate = name.partition("-") if name[:1] == "v" else ("v1", "", name)
+    if generator_name not in GENERATOR_PRESETS or (rate and rate not in SAMPLE_RATE_PRESETS):
+        raise ConfigError(f"unknown preset {name!r}; use v1/v2/v3, {'/'.join(SAMPLE_RATE_PRESETS)} or e.g. v2-24k")
+    base = SAMPLE_RATE_PRESETS[rate or "22k"]
+    generator = GENERATOR_PRESETS[generator_name]
+    if base.mel.hop_length != generator.hop_length:
+        if generator_name == "v3":
+            raise ConfigError("v3 has three upsampling stages; combine it only with hop-256 rates (16k, 22k, 24k)")
+        generator = dataclasses.replace(generator, upsample_rates=base.generator.upsample_rates,
+                                        upsample_kernel_sizes=base.generator.upsample_kernel_sizes)
+    return ModelConfig(mel=base.mel, generator=generator)

@@ -16,9 +16,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .audio import AUDIO_EXTENSIONS, atomic_path, load_audio, resample
+from .audio import AUDIO_EXTENSIONS, atomic_path, load_audio, load_mel_file, resample
 from .errors import HifiganError
-from .jobs import JobReport, collect_files, load_mel_file
+from .jobs import JobReport, collect_files
 from .metrics import METRICS, SNR, compare, mean_of, pitch, snr_db
 from .vocoder import Vocoder
 

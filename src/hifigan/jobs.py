@@ -9,12 +9,11 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from .audio import AUDIO_EXTENSIONS, load_audio, save_audio
+from .audio import AUDIO_EXTENSIONS, MEL_EXTENSIONS, load_audio, load_mel_file, save_audio
 from .denoiser import check_strength
 from .errors import AudioFileError, HifiganError, InputError
 from .vocoder import Vocoder
 
-MEL_EXTENSIONS = (".npy", ".pt")
 
 
 @dataclasses.dataclass
@@ -89,28 +88,6 @@ def resynthesize_files(vocoder: Vocoder, inputs: Iterable[str | Path], outdir: s
         save_audio(target, generated, vocoder.sample_rate)
 
     return run_each(pairs, work, report, "resynthesising")
-
-
-def load_mel_file(path: str | Path) -> np.ndarray:
-    """Read a (n_mels, T) or (1, n_mels, T) mel from .npy or .pt (tensor or {'mel': tensor})."""
-    path = Path(path)
-    if not path.is_file():
-        raise AudioFileError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            mel = np.load(path, allow_pickle=False)
-        elif suffix == ".pt":
-            mel = torch.load(path, map_location="cpu", weights_only=True)
-            mel = mel.get("mel") if isinstance(mel, dict) else mel
-            mel = mel.float().numpy() if isinstance(mel, torch.Tensor) else mel
-        else:
-            raise AudioFileError(f"{path}: unsupported mel file type {suffix!r}; use .npy or .pt")
-    except (OSError, ValueError, RuntimeError, EOFError) as err:
-        raise AudioFileError(f"{path}: cannot read mel ({str(err).splitlines()[0][:160]})") from None
-    if not isinstance(mel, np.ndarray):
-        raise AudioFileError(f"{path}: holds {type(mel).__name__}, not a mel array")
-    return mel[0] if mel.ndim == 3 and mel.shape[0] == 1 else mel
 
 
 def vocode_files(vocoder: Vocoder, inputs: Iterable[str | Path], outdir: str | Path, *, denoise: float = 0.0,

@@ -1,0 +1,170 @@
+"""Training data: file lists, seeded random crops, fine-tuning (mel, audio) pairs, collate.
+
+Crops are drawn from a generator seeded by (seed, epoch, index), so an interrupted run that
+resumes sees exactly the batches it would have seen. A bad file (unreadable, too short, more
+than two channels, silent, mel and audio lengths that disagree) is logged and skipped: its
+item comes back as None and `collate` drops it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .audio import AUDIO_EXTENSIONS, load_audio, load_mel_file, peak_normalize, resample
+from .errors import HifiganError, InputError
+from .mel import SILENCE_LOG_MEL
+
+log = logging.getLogger(__name__)
+MEL_FRAMINGS = ("reference", "center")
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    audio: Path
+    mel: Path | None = None  # a precomputed (n_mels, T) mel for fine-tuning
+
+
+def audio_files(root: str | Path) -> list[Path]:
+    """Every wav/flac/ogg below `root`, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: no such data folder")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def read_filelist(path: str | Path, root: str | Path) -> list[Path]:
+    """Audio paths from a filelist (`path_or_id|text...` lines), relative to `root`.
+
+    Ids without an extension (the LJSpeech lists) resolve to `root/wavs/ID.wav`, else `root/ID.wav`.
+    """
+    root, entries = Path(root), []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read the filelist ({err.strerror})") from None
+    for line in filter(None, (line.split("|")[0].strip() for line in lines)):
+        candidate = root / line
+        if not candidate.suffix:
+            nested = root / "wavs" / f"{line}.wav"
+            candidate = nested if nested.exists() or (root / "wavs").is_dir() else root / f"{line}.wav"
+        entries.append(candidate)
+    return entries
+
+
+def split_files(files: Sequence[Path], validation_fraction: float = 0.02, seed: int = 1234) -> tuple[list, list]:
+    """A seeded train/validation split (at least one validation file when there are two or more)."""
+    shuffled = list(files)
+    random.Random(seed).shuffle(shuffled)
+    count = max(1, round(len(shuffled) * validation_fraction)) if len(shuffled) > 1 else 0
+    return sorted(shuffled[count:]), sorted(shuffled[:count])
+
+
+def pair_with_mels(files: Sequence[Path], mel_dir: str | Path) -> list[Example]:
+    """Examples whose `<stem>.npy`/`.pt` mel exists in mel_dir; missing mels are logged and skipped."""
+    mel_dir, examples = Path(mel_dir), []
+    for audio in files:
+        mel = next((mel_dir / f"{audio.stem}{s}" for s in (".npy", ".pt") if (mel_dir / f"{audio.stem}{s}").is_file()), None)
+        if mel is None:
+            log.warning("%s: no mel %s.npy/.pt in %s; skipped", audio, audio.stem, mel_dir)
+        else:
+            examples.append(Example(audio, mel))
+    return examples
+
+
+class SegmentDataset(Dataset):
+    """Items {"audio": (S,), "mel": (n_mels, S // hop) or None, "name"}.
+
+    training=True: random crops of `segment_size` samples (zero-padded when shorter; mels padded
+    with silence). training=False: whole utterances trimmed to whole frames.
+    """
+
+    def __init__(self, examples: Sequence[Example], *, sample_rate: int, hop_length: int, n_mels: int,
+                 segment_size: int = 8192, training: bool = True, mel_framing: str = "reference",
+                 seed: int = 1234) -> None:
+        if mel_framing not in MEL_FRAMINGS:
+            raise InputError(f"mel framing must be one of {', '.join(MEL_FRAMINGS)}, got {mel_framing!r}")
+        if segment_size % hop_length:
+            raise InputError(f"segment_size {segment_size} is not a multiple of the hop length {hop_length}")
+        self.examples = list(examples)
+        self.sample_rate, self.hop_length, self.n_mels = sample_rate, hop_length, n_mels
+        self.segment_size, self.training, self.mel_framing, self.seed = segment_size, training, mel_framing, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict | None:
+        example = self.examples[index]
+        try:
+            audio, mel = self._load(example)
+            if self.training:
+                rng = np.random.default_rng((self.seed, self.epoch, index))
+                audio, mel = self._crop(audio, mel, rng)
+        except HifiganError as err:
+            log.warning("skipped %s", err if str(example.audio) in str(err) else f"{example.audio}: {err}")
+            return None
+        return {"audio": torch.from_numpy(audio), "mel": None if mel is None else torch.from_numpy(mel),
+                "name": example.audio.stem}
+
+    def _load(self, example: Example) -> tuple[np.ndarray, np.ndarray | None]:
+        import soundfile
+
+        if example.audio.is_file() and soundfile.info(str(example.audio)).channels > 2:
+            raise InputError(f"{example.audio}: more than two channels")
+        audio, rate = load_audio(example.audio)
+        audio = resample(audio, rate, self.sample_rate)
+        if len(audio) < self.hop_length * 2:
+            raise InputError(f"{example.audio}: too short ({len(audio)} samples)")
+        if not np.any(audio):
+            raise InputError(f"{example.audio}: silent")
+        if example.mel is None:
+            audio = peak_normalize(audio, 0.95)  # the reference's training normalisation
+            return audio[: len(audio) // self.hop_length * self.hop_length], None
+        return self._aligned_pair(example, audio)
+
+    def _aligned_pair(self, example: Example, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mel = load_mel_file(example.mel).astype(np.float32)
+        if mel.ndim != 2 or mel.shape[0] != self.n_mels:
+            raise InputError(f"{example.mel}: mel must be ({self.n_mels}, frames), got shape {mel.shape}")
+        if self.mel_framing == "center":  # centre-framed frame f is centred on sample f*hop: shift by hop/2
+            audio = np.pad(audio, (self.hop_length // 2, 0))
+        audio_frames = len(audio) // self.hop_length
+        if abs(mel.shape[1] - audio_frames) > 1:
+            raise InputError(f"{example.mel}: {mel.shape[1]} mel frames but {audio_frames} frames of audio "
+                             f"({example.audio.name}); wrong hop length or mel framing?")
+        frames = min(mel.shape[1], audio_frames)
+        return audio[: frames * self.hop_length], mel[:, :frames]
+
+    def _crop(self, audio: np.ndarray, mel: np.ndarray | None, rng: np.random.Generator):
+        """A random crop of segment_size samples; frame f <-> samples f*hop .. (f+1)*hop stay aligned."""
+        frames = self.segment_size // self.hop_length
+        available = len(audio) // self.hop_length
+        start = int(rng.integers(0, available - frames + 1)) if available > frames else 0
+        audio = audio[start * self.hop_length: (start + frames) * self.hop_length]
+        audio = np.pad(audio, (0, self.segment_size - len(audio)))
+        if mel is not None:
+            mel = mel[:, start: start + frames]
+            mel = np.pad(mel, ((0, 0), (0, frames - mel.shape[1])), constant_values=SILENCE_LOG_MEL)
+        return audio, mel
+
+
+def collate(items: list[dict | None]) -> dict | None:
+    """Stack the items that loaded; None when none did."""
+    items = [item for item in items if item is not None]
+    if not items:
+        return None
+    mels = [item["mel"] for item in items]
+    return {"audio": torch.stack([item["audio"] for item in items]),
+            "mel": None if any(m is None for m in mels) else torch.stack(mels),
+            "names": [item["name"] for item in items]}

@@ -1,0 +1,1 @@
+"""Training: distributed helpers and the Trainer (discriminator step, generator step, loop)."""

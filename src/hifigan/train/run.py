@@ -1,0 +1,95 @@
+"""Entry points behind `hifigan train`, `hifigan finetune` and `hifigan export-generator`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..checkpoint import Checkpoint, NATIVE_FORMAT, safe_load, save_release, weight_normed_state
+from ..config import ModelConfig, TrainConfig
+from ..data import Example
+from ..errors import CheckpointError
+from .distributed import init_from_env, shutdown
+from .trainer import RunState, Trainer
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    found = sorted(Path(run_dir, "checkpoints").glob("train_*.pt"))
+    return found[-1] if found else None
+
+
+def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A native training checkpoint (a run folder means its latest one)."""
+    path = Path(path)
+    if path.is_dir():
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(f"{path}: no checkpoints/train_*.pt to resume from")
+        path = latest
+    obj = safe_load(path)
+    if not (isinstance(obj, dict) and obj.get("format") == NATIVE_FORMAT and obj.get("kind") == "training"):
+        raise CheckpointError(f"{path}: not a hifigan training checkpoint")
+    return obj
+
+
+def _foreign(path: str | Path) -> Checkpoint:
+    from ..formats import read
+    from ..pretrained import resolve
+
+    return read(resolve(path))[1]
+
+
+def train(model: ModelConfig, train_config: TrainConfig, run_dir: str | Path, train_examples: Sequence[Example],
+          valid_examples: Sequence[Example] = (), *, device: str = "cpu", resume: str | Path | None = None,
+          init: str | Path | None = None, keep_optimizers: bool = False, lr_scale: float = 1.0,
+          overrides: dict | None = None, mel_framing: str = "reference", progress: bool = True) -> RunState:
+    """Train (or fine-tune, with `init`) and return the final state; works under torchrun.
+
+    resume: a run folder or native training checkpoint (continues exactly: its configs win, except
+    `overrides` such as max_steps), or an original g_ / DLE generator file whose training half sits beside it.
+    init: a pretrained generator (any format or registered name) to start from; its discriminators and
+    (with keep_optimizers, scaled by lr_scale) optimiser states come along when the checkpoint has them.
+    """
+    dist, chosen = init_from_env(device)
+    try:
+        native = None
+        if resume is not None and (Path(resume).is_dir() or _is_native_training(resume)):
+            native = read_training_checkpoint(resume)
+            model = ModelConfig.from_dict(native["config"])
+            train_config = TrainConfig.from_dict({**native["train_config"], **(overrides or {})})
+        foreign = _foreign(init or resume) if native is None and (init or resume) else None
+        if foreign is not None:
+            model = foreign.config
+        trainer = Trainer(model, train_config, run_dir, train_examples, valid_examples, device=chosen, dist=dist,
+                          mel_framing=mel_framing, progress=progress)
+        if native is not None:
+            trainer.load(native)
+        elif foreign is not None:
+            trainer.load_pair(foreign.training, weight_normed_state(foreign.generator),
+                              keep_optimizers=keep_optimizers or resume is not None, lr_scale=lr_scale)
+        return trainer.fit()
+    finally:
+        shutdown(dist)
+
+
+def _is_native_training(path: str | Path) -> bool:
+    try:
+        obj = safe_load(path)
+    except CheckpointError:
+        return False
+    return isinstance(obj, dict) and obj.get("format") == NATIVE_FORMAT and obj.get("kind") == "training"
+
+
+def export_generator(source: str | Path, output: str | Path) -> Path:
+    """The generator of a run folder or training checkpoint -> our release format."""
+    from ..checkpoint import build_generator
+
+    obj = read_training_checkpoint(source)
+    config = ModelConfig.from_dict(obj["config"])
+    generator = build_generator(config, weight_norm=True)
+    generator.load_state_dict(obj["generator"])
+    save_release(generator, config, output)
+    return Path(output)

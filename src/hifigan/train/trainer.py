@@ -1,0 +1,389 @@
+"""The HiFi-GAN training loop: one discriminator step and one generator step per optimiser step.
+
+Reference recipe (REFERENCE.md): LSGAN losses, feature matching and 45 x mel L1 (LOSS_WEIGHTS),
+AdamW(0.8, 0.99, weight decay 0.01), exponential LR decay. Additions: gradient accumulation
+(no gradient sync on accumulation micro-steps), bf16/fp16 autocast with separate gradient
+scalers, DDP through torchrun, exact resume, a non-finite-loss guard, JSON-lines and
+TensorBoard logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import json
+import math
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ..checkpoint import NATIVE_FORMAT, NATIVE_VERSION, build_generator, save_checkpoint
+from ..config import ModelConfig, TrainConfig
+from ..data import Example, SegmentDataset, collate
+from ..discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
+from ..errors import ConfigError, HifiganError
+from ..losses import LOSS_WEIGHTS, discriminator_loss, generator_loss
+from ..mel import MelSpectrogram
+from .distributed import DistInfo, barrier, mean_across
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainingDiverged(HifiganError, RuntimeError):
+    """Too many consecutive non-finite losses."""
+
+
+def _split(outputs, count: int):
+    """Discriminator outputs of cat([real, fake]) -> (real outputs, fake outputs)."""
+    real, fake = [], []
+    for logits, maps in outputs:
+        real.append((logits[:count], [m[:count] for m in maps]))
+        fake.append((logits[count:], [m[count:] for m in maps]))
+    return real, fake
+
+
+@dataclasses.dataclass
+class RunState:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # optimiser steps done in the current epoch (for exact resume)
+    bad_steps: int = 0       # consecutive steps skipped for a non-finite loss
+    skipped_total: int = 0
+
+
+class Trainer:
+    def __init__(self, model: ModelConfig, train: TrainConfig, run_dir: str | Path, train_examples: Sequence[Example],
+                 valid_examples: Sequence[Example] = (), *, device: torch.device | str = "cpu",
+                 dist: DistInfo = DistInfo(), mel_framing: str = "reference", progress: bool = True) -> None:
+        self.model, self.train, self.dist = model, train, dist
+        self.device, self.run_dir, self.progress = torch.device(device), Path(run_dir), progress and dist.is_main
+        self.micro_batch = self._micro_batch_size()
+        torch.manual_seed(train.seed)
+        self.generator = build_generator(model, weight_norm=True).to(self.device)
+        self.mpd = MultiPeriodDiscriminator(periods=train.mpd_periods, channels=train.mpd_channels).to(self.device)
+        self.msd = MultiScaleDiscriminator(channels=train.msd_channels, groups=train.msd_groups).to(self.device)
+        self.G, self.MPD, self.MSD = (self._wrap(m) for m in (self.generator, self.mpd, self.msd))
+        adam = dict(lr=train.learning_rate, betas=(train.adam_b1, train.adam_b2), weight_decay=train.weight_decay)
+        self.optim_g = torch.optim.AdamW(self.generator.parameters(), **adam)
+        # The reference's parameter order (MSD then MPD): its optimiser states load unchanged.
+        self.optim_d = torch.optim.AdamW(itertools.chain(self.msd.parameters(), self.mpd.parameters()), **adam)
+        self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.optim_g, gamma=train.lr_decay)
+        self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.optim_d, gamma=train.lr_decay)
+        fp16 = train.precision == "fp16"
+        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        mel_settings = dataclasses.asdict(model.mel)
+        self.input_mel = MelSpectrogram(**mel_settings).to(self.device)
+        self.loss_mel = MelSpectrogram(**{**mel_settings, "f_max": None}).to(self.device)
+        data = dict(sample_rate=model.mel.sample_rate, hop_length=model.mel.hop_length, n_mels=model.mel.n_mels,
+                    segment_size=train.segment_size, mel_framing=mel_framing, seed=train.seed)
+        self.train_set = SegmentDataset(train_examples, training=True, **data)
+        self.valid_set = SegmentDataset(valid_examples, training=False, **data)
+        self.state = RunState()
+        self._writer = None
+
+    # ---- setup -------------------------------------------------------------------------------
+    def _micro_batch_size(self) -> int:
+        parts = self.dist.world_size * self.train.grad_accum
+        if self.train.batch_size % parts:
+            raise ConfigError(f"batch size {self.train.batch_size} is not divisible by processes x grad_accum = {parts}")
+        return self.train.batch_size // parts
+
+    def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        if not self.dist.enabled:
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids)
+
+    def _autocast(self):
+        dtype = AUTOCAST_DTYPES.get(self.train.precision)
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def _no_sync(self, modules, skip: bool):
+        """No gradient all-reduce on accumulation micro-steps (DDP only)."""
+        if not (skip and self.dist.enabled):
+            return contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        for module in modules:
+            stack.enter_context(module.no_sync())
+        return stack
+
+    # ---- one optimiser step ------------------------------------------------------------------
+    def _inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        real = batch["audio"].to(self.device).unsqueeze(1)
+        mel = batch["mel"].to(self.device) if batch["mel"] is not None else self.input_mel(real.squeeze(1))
+        return real, mel
+
+    def d_step(self, batches: list[dict]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Accumulate the discriminator loss over micro-batches; returns the loss and the fakes (when reusable)."""
+        self.optim_d.zero_grad(set_to_none=True)
+        count, total, fakes = len(batches), torch.zeros((), device=self.device), []
+        for i, batch in enumerate(batches):
+            real, mel = self._inputs(batch)
+            with self._autocast(), torch.set_grad_enabled(count == 1):
+                fake = self.G(mel)  # with accumulation the generator step recomputes it with a graph
+            fakes.append(fake)
+            with self._no_sync((self.MPD, self.MSD), skip=i < count - 1), self._autocast():
+                both = torch.cat([real, fake.detach().to(real.dtype)])
+                loss = sum(discriminator_loss(*_split(d(both), len(real))) for d in (self.MPD, self.MSD)) / count
+            self.scaler_d.scale(loss).backward()
+            total = total + loss.detach().float()
+        return total, fakes if count == 1 else []
+
+    def g_step(self, batches: list[dict], fakes: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        self.optim_g.zero_grad(set_to_none=True)
+        count, total, terms_sum = len(batches), torch.zeros((), device=self.device), {}
+        for i, batch in enumerate(batches):
+            real, mel = self._inputs(batch)
+            with self._no_sync((self.G,), skip=i < count - 1):
+                with self._autocast():
+                    fake = fakes[i] if fakes else self.G(mel)
+                    real_out, fake_out = [], []
+                    with self._no_sync((self.MPD, self.MSD), skip=True):  # D gradients here are discarded
+                        for d in (self.MPD, self.MSD):
+                            r, f = _split(d(torch.cat([real, fake.to(real.dtype)])), len(real))
+                            real_out += r
+                            fake_out += f
+                with torch.autocast(self.device.type, enabled=False):  # the loss mel in fp32
+                    real_mel, fake_mel = self.loss_mel(real.squeeze(1).float()), self.loss_mel(fake.squeeze(1).float())
+                loss, terms = generator_loss(real_out, fake_out, real_mel, fake_mel, LOSS_WEIGHTS)
+                self.scaler_g.scale(loss / count).backward()
+            total = total + loss.detach().float() / count
+            for name, value in terms.items():
+                terms_sum[name] = terms_sum.get(name, 0.0) + value.detach().float() / count
+        return total, terms_sum
+
+    def _apply(self, optimizer, scaler, parameters) -> None:
+        if self.train.grad_clip is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(parameters, self.train.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+
+    def _finite(self, *losses: torch.Tensor) -> bool:
+        flag = torch.tensor(float(all(torch.isfinite(loss).item() for loss in losses)), device=self.device)
+        if self.dist.enabled:
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+        return bool(flag.item())
+
+    def train_step(self, batches: list[dict]) -> dict | None:
+        """One optimiser step for D then G over `grad_accum` micro-batches; None if skipped."""
+        d_loss, fakes = self.d_step(batches)
+        if not self._finite(d_loss):
+            return self._skip("discriminator")
+        self._apply(self.optim_d, self.scaler_d, itertools.chain(self.msd.parameters(), self.mpd.parameters()))
+        g_loss, terms = self.g_step(batches, fakes)
+        if not self._finite(g_loss):
+            return self._skip("generator")
+        self._apply(self.optim_g, self.scaler_g, self.generator.parameters())
+        self.state.bad_steps = 0
+        if self.train.lr_decay_every == "step":
+            self.sched_g.step()
+            self.sched_d.step()
+        return {"loss_d": d_loss, "loss_g": g_loss, **terms}
+
+    def _skip(self, which: str) -> None:
+        self.optim_d.zero_grad(set_to_none=True)
+        self.optim_g.zero_grad(set_to_none=True)
+        self.state.bad_steps += 1
+        self.state.skipped_total += 1
+        if self.state.bad_steps > self.train.max_bad_steps:
+            raise TrainingDiverged(
+                f"{self.state.bad_steps} consecutive steps had a non-finite {which} loss; stopped at step "
+                f"{self.state.step}. The last good checkpoint is in {self.run_dir / 'checkpoints'}; try a lower "
+                "learning rate, --grad-clip, or fp32")
+        return None
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def _epoch_batches(self):
+        """Micro-batches of the current epoch from where the last optimiser step stopped."""
+        sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                     shuffle=True, seed=self.train.seed, drop_last=True)
+        sampler.set_epoch(self.state.epoch)
+        self.train_set.set_epoch(self.state.epoch)
+        indices = list(sampler)[self.state.batch_in_epoch * self.train.grad_accum * self.micro_batch:]
+        loader = DataLoader(self.train_set, batch_size=self.micro_batch, sampler=indices, drop_last=True,
+                            collate_fn=collate, num_workers=self.train.num_workers)
+        return iter(loader)
+
+    def _done(self) -> bool:
+        t = self.train
+        return (t.max_steps is not None and self.state.step >= t.max_steps) or (
+            t.max_epochs is not None and self.state.epoch >= t.max_epochs)
+
+    def fit(self) -> RunState:
+        """Train until max_steps or max_epochs; checkpoints, validation and logs on the way."""
+        if self.train.max_steps is None and self.train.max_epochs is None:
+            raise ConfigError("set max_steps or max_epochs")
+        if len(self.train_set) < self.train.batch_size:
+            raise ConfigError(f"{len(self.train_set)} training files are fewer than one batch ({self.train.batch_size})")
+        bar = self._progress_bar()
+        while not self._done():
+            if self._run_epoch(bar):  # the epoch's batches ran out
+                self.state.epoch += 1
+                self.state.batch_in_epoch = 0
+                if self.train.lr_decay_every == "epoch":
+                    self.sched_g.step()
+                    self.sched_d.step()
+        if bar is not None:
+            bar.close()
+        self.save()
+        return self.state
+
+    def _run_epoch(self, bar) -> bool:
+        """Optimiser steps until the epoch ends (True) or the run is done (False)."""
+        batches = self._epoch_batches()
+        while not self._done():
+            group = list(itertools.islice(batches, self.train.grad_accum))
+            if len(group) < self.train.grad_accum:
+                return True
+            self._run_step(group, bar)
+        return False
+
+    def _run_step(self, group: list[dict | None], bar) -> None:
+        started = time.perf_counter()
+        loaded = torch.tensor(float(all(batch is not None for batch in group)), device=self.device)
+        if self.dist.enabled:  # every process skips together, or DDP would wait forever
+            torch.distributed.all_reduce(loaded, op=torch.distributed.ReduceOp.MIN)
+        metrics = self.train_step(group) if loaded.item() else None
+        self.state.step += 1
+        self.state.batch_in_epoch += 1
+        if metrics is not None:
+            frames = sum(len(b["audio"]) for b in group) * self.train.segment_size // self.model.mel.hop_length
+            elapsed = time.perf_counter() - started
+            self._log(metrics, frames * self.dist.world_size / elapsed, elapsed, bar)
+        if self.valid_set.examples and self.state.step % self.train.validation_interval == 0:
+            self.validate()
+        if self.state.step % self.train.checkpoint_interval == 0:
+            self.save()
+
+    # ---- logs --------------------------------------------------------------------------------
+    def _progress_bar(self):
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.train.max_steps, initial=self.state.step, unit="step", dynamic_ncols=True)
+
+    def writer(self):
+        if self._writer is None and self.dist.is_main:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is an optional extra; the JSON-lines log is always written
+                self._writer = False
+            else:
+                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        return self._writer or None
+
+    def _log(self, metrics: dict, frames_per_second: float, step_time: float, bar) -> None:
+        values = {name: float(mean_across(value, self.dist)) for name, value in metrics.items()}
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(d=f"{values['loss_d']:.3f}", g=f"{values['loss_g']:.3f}", mel=f"{values['mel']:.3f}")
+        if not self.dist.is_main or self.state.step % self.train.log_interval:
+            return
+        record = {"step": self.state.step, "epoch": self.state.epoch, **values,
+                  "lr": self.optim_g.param_groups[0]["lr"], "frames_per_s": frames_per_second,
+                  "step_time": step_time, "skipped_steps": self.state.skipped_total}
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        writer = self.writer()
+        if writer is not None:
+            for name, value in record.items():
+                if name not in ("step", "epoch"):
+                    writer.add_scalar(f"train/{name}", value, self.state.step)
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        """Mean L1 between each validation utterance's model mel and the mel of its vocoded audio."""
+        if not self.dist.is_main:
+            return None
+        self.generator.eval()
+        losses = []
+        for index in range(len(self.valid_set)):
+            item = self.valid_set[index]
+            if item is None:
+                continue
+            audio = item["audio"].to(self.device)
+            mel = item["mel"].to(self.device) if item["mel"] is not None else self.input_mel(audio)
+            generated = self.generator(mel[None])[0, 0]
+            losses.append(float((self.input_mel(generated)[:, : mel.shape[-1]] - mel).abs().mean()))
+            if index < 2:
+                self._log_sample(index, generated, mel)
+        self.generator.train()
+        value = sum(losses) / len(losses) if losses else None
+        writer = self.writer()
+        if value is not None:
+            with open(self.run_dir / "log.jsonl", "a") as handle:
+                handle.write(json.dumps({"step": self.state.step, "val_mel_l1": value}) + "\n")
+            if writer is not None:
+                writer.add_scalar("val/mel_l1", value, self.state.step)
+        return value
+
+    def _log_sample(self, index: int, audio: torch.Tensor, mel: torch.Tensor) -> None:
+        writer = self.writer()
+        if writer is None:
+            return
+        writer.add_audio(f"val/audio_{index}", audio.float().cpu().clamp(-1, 1)[None], self.state.step,
+                         sample_rate=self.model.mel.sample_rate)
+        picture = torch.cat([mel, self.input_mel(audio)[:, : mel.shape[-1]]], dim=0).cpu()
+        picture = (picture - picture.min()) / (picture.max() - picture.min() + 1e-8)
+        writer.add_image(f"val/mel_{index}_input_over_output", picture.flip(0)[None], self.state.step)
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def checkpoint(self) -> dict:
+        return {
+            "format": NATIVE_FORMAT, "kind": "training", "version": NATIVE_VERSION,
+            "config": self.model.to_dict(), "train_config": dataclasses.asdict(self.train),
+            "generator": self.generator.state_dict(), "mpd": self.mpd.state_dict(), "msd": self.msd.state_dict(),
+            "optim_g": self.optim_g.state_dict(), "optim_d": self.optim_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
+            "state": dataclasses.asdict(self.state), "rng": torch.get_rng_state(),
+        }
+
+    def save(self) -> Path | None:
+        """Write checkpoints/train_XXXXXXXX.pt atomically (main process) and keep the last N."""
+        barrier(self.dist)
+        if not self.dist.is_main:
+            return None
+        folder = self.run_dir / "checkpoints"
+        path = folder / f"train_{self.state.step:08d}.pt"
+        save_checkpoint(self.checkpoint(), path)
+        for old in sorted(folder.glob("train_*.pt"))[: -self.train.keep_last]:
+            old.unlink()
+        return path
+
+    def load(self, obj: dict) -> None:
+        """Restore everything a native training checkpoint holds."""
+        self.generator.load_state_dict(obj["generator"])
+        self.mpd.load_state_dict(obj["mpd"])
+        self.msd.load_state_dict(obj["msd"])
+        for name in ("optim_g", "optim_d", "sched_g", "sched_d", "scaler_g", "scaler_d"):
+            getattr(self, name).load_state_dict(obj[name])
+        self.state = RunState(**obj["state"])
+        torch.set_rng_state(obj["rng"])
+
+    def load_pair(self, training, generator_state: dict, *, keep_optimizers: bool = True,
+                  lr_scale: float = 1.0) -> None:
+        """Start from a foreign checkpoint pair (original g_/do_, DLE gen/discrim) read by hifigan.formats."""
+        self.generator.load_state_dict(generator_state)
+        if training is None:
+            return
+        self.mpd.load_state_dict(training.mpd)
+        self.msd.load_state_dict(training.msd)
+        if keep_optimizers and training.optim_g and training.optim_d:
+            self.optim_g.load_state_dict(training.optim_g)
+            self.optim_d.load_state_dict(training.optim_d)
+            for optimizer in (self.optim_g, self.optim_d):
+                for group in optimizer.param_groups:
+                    group["lr"] *= lr_scale
+            for scheduler, optimizer in ((self.sched_g, self.optim_g), (self.sched_d, self.optim_d)):
+                scheduler.base_lrs = [group["lr"] for group in optimizer.param_groups]
+            self.state = RunState(step=training.steps, epoch=training.epoch)
