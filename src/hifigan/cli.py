@@ -183,7 +183,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_export_generator(args: argparse.Namespace) -> int:
     from .train.run import export_generator
 
-    print(f"wrote {export_generator(args.run, args.output)}")
+    print(f"wrote {export_generator(args.source, args.output)}")
     return 0
 
 
@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.set_defaults(run=cmd_finetune)
 
     export_gen = commands.add_parser("export-generator", help="a run's generator -> release file for Vocoder")
-    export_gen.add_argument("run", help="run folder (its latest checkpoint) or a training checkpoint")
+    export_gen.add_argument("source", help="run folder (its latest checkpoint) or a training checkpoint")
     export_gen.add_argument("-o", "--output", required=True)
     export_gen.set_defaults(run=cmd_export_generator)
 

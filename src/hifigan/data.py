@@ -120,9 +120,9 @@ class SegmentDataset(Dataset):
     def _load(self, example: Example) -> tuple[np.ndarray, np.ndarray | None]:
         import soundfile
 
-        if example.audio.is_file() and soundfile.info(str(example.audio)).channels > 2:
+        audio, rate = load_audio(example.audio)  # validates the file first
+        if soundfile.info(str(example.audio)).channels > 2:
             raise InputError(f"{example.audio}: more than two channels")
-        audio, rate = load_audio(example.audio)
         audio = resample(audio, rate, self.sample_rate)
         if len(audio) < self.hop_length * 2:
             raise InputError(f"{example.audio}: too short ({len(audio)} samples)")

@@ -104,6 +104,19 @@ class Trainer:
         dtype = AUTOCAST_DTYPES.get(self.train.precision)
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
+    @contextlib.contextmanager
+    def _frozen_power_iteration(self, frozen: bool):
+        """Spectral norm advances its power iteration on every training forward; accumulation
+        micro-steps after the first must not, so N micro-batches equal one batch N times larger."""
+        norms = [m for m in self.msd.modules() if type(m).__name__ == "_SpectralNorm"] if frozen else []
+        for module in norms:
+            module.train(False)
+        try:
+            yield
+        finally:
+            for module in norms:
+                module.train(True)
+
     def _no_sync(self, modules, skip: bool):
         """No gradient all-reduce on accumulation micro-steps (DDP only)."""
         if not (skip and self.dist.enabled):
@@ -128,7 +141,8 @@ class Trainer:
             with self._autocast(), torch.set_grad_enabled(count == 1):
                 fake = self.G(mel)  # with accumulation the generator step recomputes it with a graph
             fakes.append(fake)
-            with self._no_sync((self.MPD, self.MSD), skip=i < count - 1), self._autocast():
+            with self._no_sync((self.MPD, self.MSD), skip=i < count - 1), self._autocast(), \
+                    self._frozen_power_iteration(i > 0):
                 both = torch.cat([real, fake.detach().to(real.dtype)])
                 loss = sum(discriminator_loss(*_split(d(both), len(real))) for d in (self.MPD, self.MSD)) / count
             self.scaler_d.scale(loss).backward()
@@ -144,7 +158,8 @@ class Trainer:
                 with self._autocast():
                     fake = fakes[i] if fakes else self.G(mel)
                     real_out, fake_out = [], []
-                    with self._no_sync((self.MPD, self.MSD), skip=True):  # D gradients here are discarded
+                    with self._no_sync((self.MPD, self.MSD), skip=True), self._frozen_power_iteration(i > 0):
+                        # (D gradients from the generator step are discarded)
                         for d in (self.MPD, self.MSD):
                             r, f = _split(d(torch.cat([real, fake.to(real.dtype)])), len(real))
                             real_out += r
@@ -206,7 +221,9 @@ class Trainer:
                                      shuffle=True, seed=self.train.seed, drop_last=True)
         sampler.set_epoch(self.state.epoch)
         self.train_set.set_epoch(self.state.epoch)
-        indices = list(sampler)[self.state.batch_in_epoch * self.train.grad_accum * self.micro_batch:]
+        indices = list(sampler)
+        self.steps_per_epoch = len(indices) // (self.train.grad_accum * self.micro_batch)
+        indices = indices[self.state.batch_in_epoch * self.train.grad_accum * self.micro_batch:]
         loader = DataLoader(self.train_set, batch_size=self.micro_batch, sampler=indices, drop_last=True,
                             collate_fn=collate, num_workers=self.train.num_workers)
         return iter(loader)
@@ -238,12 +255,11 @@ class Trainer:
     def _run_epoch(self, bar) -> bool:
         """Optimiser steps until the epoch ends (True) or the run is done (False)."""
         batches = self._epoch_batches()
-        while not self._done():
-            group = list(itertools.islice(batches, self.train.grad_accum))
-            if len(group) < self.train.grad_accum:
-                return True
-            self._run_step(group, bar)
-        return False
+        while self.state.batch_in_epoch < self.steps_per_epoch:  # the epoch ends with its last step
+            if self._done():
+                return False
+            self._run_step(list(itertools.islice(batches, self.train.grad_accum)), bar)
+        return True
 
     def _run_step(self, group: list[dict | None], bar) -> None:
         started = time.perf_counter()

@@ -1,0 +1,180 @@
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from conftest import LJ_V2, LJ_WAVS, needs_shared
+from hifigan import formats
+from hifigan.checkpoint import Checkpoint, TrainingState
+from hifigan.cli import main
+from hifigan.config import V1, MelConfig, ModelConfig, TrainConfig
+from hifigan.data import Example, audio_files, collate
+from hifigan.train.run import export_generator, read_training_checkpoint, train
+from hifigan.train.trainer import Trainer, TrainingDiverged
+
+MODEL = ModelConfig(mel=MelConfig(), generator=dataclasses.replace(V1, upsample_initial_channel=16))
+TINY_D = dict(mpd_channels=(4, 8, 8, 16), msd_channels=(16,) * 7)
+BASE = TrainConfig(batch_size=4, segment_size=2048, num_workers=0, log_interval=1, checkpoint_interval=1000,
+                   validation_interval=1000, **TINY_D)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        t = np.arange(int(0.5 * 22050)) / 22050
+        f0 = 110 + 20 * i
+        audio = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 8)) + 0.05 * rng.standard_normal(t.size)
+        soundfile.write(str(folder / f"clip{i}.wav"), (0.4 * audio / np.abs(audio).max()).astype(np.float32), 22050)
+    return [Example(p) for p in audio_files(folder)]
+
+
+def weights(run_dir):
+    obj = read_training_checkpoint(run_dir)
+    return {name: obj[name] for name in ("generator", "mpd", "msd")}, obj
+
+
+def assert_same(a, b, atol=0.0):
+    for part in a:
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            if atol:
+                assert torch.allclose(a[part][key], b[part][key], atol=atol), (part, key)
+            else:
+                assert torch.equal(a[part][key], b[part][key]), (part, key)
+
+
+def run(tmp_path, name, clips, resume=None, **settings):
+    config = dataclasses.replace(BASE, **settings)
+    train(MODEL, config, tmp_path / name, clips, device="cpu", resume=resume, progress=False,
+          overrides=settings if resume else None)
+    return tmp_path / name
+
+
+def test_losses_finite_and_mel_loss_falls_on_a_fixed_batch(clips, tmp_path):
+    trainer = Trainer(MODEL, dataclasses.replace(BASE, learning_rate=2e-3), tmp_path, clips, progress=False)
+    batch = collate([trainer.train_set[i] for i in range(4)])
+    history = [trainer.train_step([batch]) for _ in range(20)]
+    assert all(math_finite(h) for h in history)
+    first, last = np.mean([h["mel"].item() for h in history[:3]]), np.mean([h["mel"].item() for h in history[-3:]])
+    assert last < 0.8 * first, (first, last)
+
+
+def math_finite(metrics):
+    return all(torch.isfinite(value) for value in metrics.values())
+
+
+def test_gradient_accumulation_equals_a_larger_batch(clips, tmp_path):
+    whole = run(tmp_path, "whole", clips, max_steps=1)
+    accumulated = run(tmp_path, "accumulated", clips, max_steps=1, grad_accum=2)
+    assert_same(weights(whole)[0], weights(accumulated)[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("stop", [1, 2])  # mid-epoch and at an epoch boundary (2 steps per epoch)
+def test_interrupted_and_resumed_equals_uninterrupted(clips, tmp_path, stop):
+    straight = run(tmp_path, "straight", clips, max_steps=3)
+    run(tmp_path, "interrupted", clips, max_steps=stop)
+    resumed = run(tmp_path, "interrupted", clips, resume=tmp_path / "interrupted", max_steps=3)
+    (a, obj_a), (b, obj_b) = weights(straight), weights(resumed)
+    assert_same(a, b)
+    assert obj_a["state"] == obj_b["state"] and obj_a["optim_g"]["state"].keys() == obj_b["optim_g"]["state"].keys()
+
+
+def test_resume_from_an_original_authors_pair(clips, tmp_path):
+    straight = run(tmp_path, "straight", clips, max_steps=3)
+    run(tmp_path, "two", clips, max_steps=2)
+    _, obj = weights(tmp_path / "two")
+    pair = Checkpoint(generator=obj["generator"], config=MODEL, training=TrainingState(
+        mpd=obj["mpd"], msd=obj["msd"], optim_g=obj["optim_g"], optim_d=obj["optim_d"],
+        steps=obj["state"]["step"], epoch=obj["state"]["epoch"]))
+    written = formats.write(pair, tmp_path / "orig" / "g_00000002", "original")
+    assert [p.name for p in written] == ["g_00000002", "config.json", "do_00000002"]
+    resumed = run(tmp_path, "from_original", clips, resume=written[0], max_steps=3)
+    assert_same(weights(straight)[0], weights(resumed)[0])
+
+
+def test_divergence_guard_stops_and_keeps_the_last_good_checkpoint(clips, tmp_path, monkeypatch):
+    import hifigan.train.trainer as trainer_module
+
+    run(tmp_path, "run", clips, max_steps=1)
+    monkeypatch.setattr(trainer_module, "discriminator_loss", lambda real, fake: real[0][0].sum() * float("nan"))
+    with pytest.raises(TrainingDiverged, match="3 consecutive steps had a non-finite discriminator loss"):
+        run(tmp_path, "run", clips, resume=tmp_path / "run", max_steps=10, max_bad_steps=2)
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["train_00000001.pt"]
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_steps(clips, tmp_path, precision):
+    folder = run(tmp_path, precision, clips, max_steps=2, precision=precision)
+    _, obj = weights(folder)
+    assert obj["state"]["step"] == 2 and all(torch.isfinite(v).all() for v in obj["generator"].values())
+    records = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss_g"]) and np.isfinite(r["mel"]) for r in records if "loss_g" in r)
+    if precision == "fp16":
+        assert obj["scaler_g"] and obj["scaler_d"]  # separate scalers, saved for resume
+
+
+def test_logs_checkpoints_and_export(clips, tmp_path):
+    folder = run(tmp_path, "logged", clips, max_steps=4, checkpoint_interval=1, keep_last=2, validation_interval=2)
+    assert [p.name for p in sorted((folder / "checkpoints").iterdir())] == ["train_00000003.pt", "train_00000004.pt"]
+    records = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss_g" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    assert {"loss_d", "loss_g", "adversarial", "feature_matching", "mel", "lr", "frames_per_s", "step_time"} <= set(steps[0])
+    assert (folder / "tensorboard").is_dir() and any((folder / "tensorboard").iterdir())
+    from hifigan import Vocoder
+
+    vocoder = Vocoder.from_pretrained(export_generator(folder, tmp_path / "model.pt"))
+    assert vocoder.config == MODEL and vocoder(torch.zeros(80, 3)).shape == (1, 768)
+
+
+def test_cli_train_and_refusals(clips, tmp_path, capsys):
+    (tmp_path / "model.json").write_text(json.dumps(MODEL.to_dict()))
+    (tmp_path / "train.json").write_text(json.dumps({**dataclasses.asdict(BASE), "max_steps": 1}))
+    data = str(clips[0].audio.parent)
+    args = ["train", "--data", data, "--run-dir", str(tmp_path / "cli"), "--config", str(tmp_path / "model.json"),
+            "--train-config", str(tmp_path / "train.json")]
+    assert main(args) == 0
+    assert main(["export-generator", str(tmp_path / "cli"), "-o", str(tmp_path / "g.pt")]) == 0
+    (tmp_path / "bad.json").write_text(json.dumps({**MODEL.to_dict(), "mel": {**MODEL.to_dict()["mel"], "hop_length": 300}}))
+    capsys.readouterr()
+    assert main([*args[:5], "--config", str(tmp_path / "bad.json")]) == 2
+    assert "multiply to 256, but the mel hop length is 300" in capsys.readouterr().err
+    assert main([*args, "--batch-size", "3", "--grad-accum", "2"]) == 2
+    assert "not divisible" in capsys.readouterr().err
+
+
+@needs_shared(LJ_V2)
+@needs_shared(LJ_WAVS)
+def test_finetune_from_official_v2_does_not_blow_up(tmp_path):
+    from hifigan import Vocoder
+
+    clips = sorted(LJ_WAVS.glob("*.wav"))[:6]
+    vocoder = Vocoder.from_pretrained(LJ_V2)
+    (tmp_path / "mels").mkdir()
+    for clip in clips:  # ground-truth-aligned mels stand in for an acoustic model's output
+        audio, _ = soundfile.read(str(clip), dtype="float32")
+        np.save(tmp_path / "mels" / f"{clip.stem}.npy", vocoder.mel_spectrogram(audio))
+
+    def resynthesis_l1(v):
+        losses = []
+        for clip in clips[:3]:
+            audio, _ = soundfile.read(str(clip), dtype="float32")
+            mel = v.mel_spectrogram(audio)
+            losses.append(float(np.abs(v.mel_spectrogram(v(mel)[0]) - mel).mean()))
+        return np.mean(losses)
+
+    before = resynthesis_l1(vocoder)
+    args = ["finetune", "--init", str(LJ_V2), "--mels", str(tmp_path / "mels"), "--data", str(LJ_WAVS),
+            "--train-list", str(tmp_path / "list.txt"), "--run-dir", str(tmp_path / "ft"), "--batch-size", "2",
+            "--segment-size", "8192", "--max-steps", "3", "--lr", "1e-5", "--num-workers", "0",
+            "--train-config", str(tmp_path / "tc.json")]
+    (tmp_path / "list.txt").write_text("".join(f"{c.stem}|x\n" for c in clips))
+    (tmp_path / "tc.json").write_text(json.dumps(TINY_D))
+    assert main(args) == 0
+    after = resynthesis_l1(Vocoder.from_pretrained(export_generator(tmp_path / "ft", tmp_path / "ft.pt")))
+    assert after < before + 0.03, (before, after)
