@@ -178,3 +178,16 @@ def test_finetune_from_official_v2_does_not_blow_up(tmp_path):
     assert main(args) == 0
     after = resynthesis_l1(Vocoder.from_pretrained(export_generator(tmp_path / "ft", tmp_path / "ft.pt")))
     assert after < before + 0.03, (before, after)
+
+
+def test_gradient_clipping_is_applied(clips, tmp_path, monkeypatch):
+    calls = []
+    original = torch.nn.utils.clip_grad_norm_
+
+    def spy(parameters, max_norm, *args, **kwargs):
+        calls.append(max_norm)
+        return original(parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    run(tmp_path, "clipped", clips, max_steps=1, grad_clip=0.5)
+    assert calls == [0.5, 0.5]  # discriminators, then generator
