@@ -132,3 +132,10 @@ def test_long_lists_are_split_into_bounded_batches(vocoder, monkeypatch):
     for mel, audio in zip(mels, outputs):
         assert torch.allclose(audio, vocoder(mel)[0], atol=1e-5)
     assert vocoder([]) == []
+
+
+@pytest.mark.parametrize("device,message", [("cuda:7" if torch.cuda.is_available() else "cuda", "cuda"),
+                                            ("gpu0", "unknown device 'gpu0'")])
+def test_unavailable_or_unknown_device(vocoder, device, message):
+    with pytest.raises(InputError, match=message):
+        Vocoder(vocoder.generator, vocoder.config, device=device)

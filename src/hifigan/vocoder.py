@@ -13,6 +13,7 @@ from .audio import resample, to_mono
 from .formats import load_generator
 from .config import ModelConfig
 from .denoiser import check_strength
+from .device import resolve_device
 from .errors import InputError
 from .generator import Generator
 from .mel import SILENCE_LOG_MEL, MelSpectrogram
@@ -50,7 +51,7 @@ class Vocoder:
         if precision not in PRECISIONS:
             raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         self.config = config
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.precision = precision
         # A list of mels is vocoded in sub-batches of at most this many (padded) frames, which
         # bounds memory and padding waste (4096 frames = 47.6 s of audio at 22.05 kHz).
@@ -75,7 +76,7 @@ class Vocoder:
         if backend == "torch":
             generator, config = load_generator(path)
             return cls(generator, config, device=device, precision=precision, **options)
-        if precision != "fp32" or torch.device(device).type != "cpu":
+        if precision != "fp32" or resolve_device(device).type != "cpu":
             raise InputError("the onnxruntime backend runs fp32 on the CPU; use backend='torch' for other settings")
         from .export import OnnxRuntimeGenerator, onnx_bytes, onnx_config
 

@@ -8,6 +8,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from ..device import resolve_device
+
 
 @dataclasses.dataclass(frozen=True)
 class DistInfo:
@@ -31,7 +33,7 @@ def init_from_env(device: str) -> tuple[DistInfo, torch.device]:
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     info = DistInfo(int(os.environ.get("RANK", "0")), world_size, int(os.environ.get("LOCAL_RANK", "0")))
-    chosen = torch.device(device)
+    chosen = resolve_device(device)
     if chosen.type == "cuda" and chosen.index is None:
         chosen = torch.device("cuda", info.local_rank)
     if info.enabled and not dist.is_initialized():
