@@ -38,6 +38,19 @@ class TrainingDiverged(HifiganError, RuntimeError):
     """Too many consecutive non-finite losses."""
 
 
+@contextlib.contextmanager
+def _frozen(modules):
+    """Temporarily stop gradients from accumulating in the modules' parameters."""
+    parameters = [p for module in modules for p in module.parameters() if p.requires_grad]
+    for parameter in parameters:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in parameters:
+            parameter.requires_grad_(True)
+
+
 def _split(outputs, count: int):
     """Discriminator outputs of cat([real, fake]) -> (real outputs, fake outputs)."""
     real, fake = [], []
@@ -157,13 +170,7 @@ class Trainer:
             with self._no_sync((self.G,), skip=i < count - 1):
                 with self._autocast():
                     fake = fakes[i] if fakes else self.G(mel)
-                    real_out, fake_out = [], []
-                    with self._no_sync((self.MPD, self.MSD), skip=True), self._frozen_power_iteration(i > 0):
-                        # (D gradients from the generator step are discarded)
-                        for d in (self.MPD, self.MSD):
-                            r, f = _split(d(torch.cat([real, fake.to(real.dtype)])), len(real))
-                            real_out += r
-                            fake_out += f
+                    real_out, fake_out = self._discriminate_for_generator(real, fake, first=i == 0)
                 with torch.autocast(self.device.type, enabled=False):  # the loss mel in fp32
                     real_mel, fake_mel = self.loss_mel(real.squeeze(1).float()), self.loss_mel(fake.squeeze(1).float())
                 loss, terms = generator_loss(real_out, fake_out, real_mel, fake_mel, LOSS_WEIGHTS)
@@ -172,6 +179,20 @@ class Trainer:
             for name, value in terms.items():
                 terms_sum[name] = terms_sum.get(name, 0.0) + value.detach().float() / count
         return total, terms_sum
+
+    def _discriminate_for_generator(self, real: torch.Tensor, fake: torch.Tensor, first: bool):
+        """Discriminator outputs for the generator loss. Real audio runs without a graph (its feature
+        maps are targets) and the discriminators' weights are frozen, so the backward pass computes
+        only the gradients that reach the generator; the reference also computes weight gradients
+        here and throws them away."""
+        real_out, fake_out = [], []
+        discriminators = (self.mpd, self.msd)
+        with self._frozen_power_iteration(not first), _frozen(discriminators):
+            for d in discriminators:  # the unwrapped modules: no gradient reaches their weights, nothing to sync
+                with torch.no_grad():
+                    real_out += d(real)
+                fake_out += d(fake.to(real.dtype))
+        return real_out, fake_out
 
     def _apply(self, optimizer, scaler, parameters) -> None:
         if self.train.grad_clip is not None:
