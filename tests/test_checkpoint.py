@@ -166,3 +166,12 @@ def test_newer_native_version_is_refused(trained, tmp_path):
     torch.save(obj, tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="newer hifigan"):
         load_generator(tmp_path / "future.pt")
+
+
+def test_numpy_values_in_a_checkpoint_are_data_not_code(trained, tmp_path):
+    import numpy as np
+
+    torch.save({"generator": trained.state_dict(), "steps": np.int64(7), "lr": np.float64(1e-4),
+                "history": np.zeros(3, dtype=np.float32)}, tmp_path / "g_00000007")
+    generator, _ = load_generator(tmp_path / "g_00000007")
+    assert sum(p.numel() for p in generator.parameters()) > 0

@@ -69,7 +69,8 @@ def safe_load_from(file: str | Path | BinaryIO, source: str) -> Any:
     """Weights-only torch.load of a path or binary file object; `source` names it in errors."""
     path = source
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         blocked = [line.strip() for line in str(err).splitlines() if "GLOBAL" in line]
         if blocked:  # the weights-only unpickler names the callable or class the file asked for
@@ -79,6 +80,19 @@ def safe_load_from(file: str | Path | BinaryIO, source: str) -> Any:
         raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint (unreadable pickle data)") from None
     except Exception as err:  # garbage bytes make the unpickler raise KeyError, IndexError, ...
         raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint ({_first_line(err)})") from None
+
+
+def _numpy_globals() -> list:
+    """numpy scalars, arrays and dtypes, which training states often hold: plain data, no code.
+
+    Each under its numpy 2 name and the `numpy.core` name that files pickled by numpy 1 use."""
+    import numpy as np
+
+    core = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    objects = [core.scalar, core._reconstruct, np.ndarray, np.dtype,
+               *{type(np.dtype(name)) for name in ("bool", "int32", "int64", "float16", "float32", "float64")}]
+    aliases = [(core.scalar, "numpy.core.multiarray.scalar"), (core._reconstruct, "numpy.core.multiarray._reconstruct")]
+    return objects + aliases
 
 
 def _first_line(err: BaseException) -> str:
