@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..checkpoint import Checkpoint, NATIVE_FORMAT, safe_load, save_release, weight_normed_state
+from ..checkpoint import Checkpoint, NATIVE_FORMAT, read_native, safe_load, weight_normed_state, write_native
 from ..config import ModelConfig, TrainConfig
 from ..data import Example
 from ..errors import CheckpointError
@@ -21,16 +21,22 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A native training checkpoint (a run folder means its latest one)."""
-    path = Path(path)
+def _load_if_training(path: Path) -> dict[str, Any] | None:
+    """The native training checkpoint at `path` (a run folder: its latest one), or None for other files."""
     if path.is_dir():
         latest = latest_checkpoint(path)
         if latest is None:
             raise CheckpointError(f"{path}: no checkpoints/train_*.pt to resume from")
         path = latest
     obj = safe_load(path)
-    if not (isinstance(obj, dict) and obj.get("format") == NATIVE_FORMAT and obj.get("kind") == "training"):
+    is_training = isinstance(obj, dict) and obj.get("format") == NATIVE_FORMAT and obj.get("kind") == "training"
+    return obj if is_training else None
+
+
+def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A native training checkpoint (a run folder means its latest one)."""
+    obj = _load_if_training(Path(path))
+    if obj is None:
         raise CheckpointError(f"{path}: not a hifigan training checkpoint")
     return obj
 
@@ -55,9 +61,8 @@ def train(model: ModelConfig, train_config: TrainConfig, run_dir: str | Path, tr
     """
     dist, chosen = init_from_env(device)
     try:
-        native = None
-        if resume is not None and (Path(resume).is_dir() or _is_native_training(resume)):
-            native = read_training_checkpoint(resume)
+        native = _load_if_training(Path(resume)) if resume is not None and Path(resume).exists() else None
+        if native is not None:
             model = ModelConfig.from_dict(native["config"])
             train_config = TrainConfig.from_dict({**native["train_config"], **(overrides or {})})
         foreign = _foreign(init or resume) if native is None and (init or resume) else None
@@ -75,21 +80,7 @@ def train(model: ModelConfig, train_config: TrainConfig, run_dir: str | Path, tr
         shutdown(dist)
 
 
-def _is_native_training(path: str | Path) -> bool:
-    try:
-        obj = safe_load(path)
-    except CheckpointError:
-        return False
-    return isinstance(obj, dict) and obj.get("format") == NATIVE_FORMAT and obj.get("kind") == "training"
-
-
 def export_generator(source: str | Path, output: str | Path) -> Path:
     """The generator of a run folder or training checkpoint -> our release format."""
-    from ..checkpoint import build_generator
-
-    obj = read_training_checkpoint(source)
-    config = ModelConfig.from_dict(obj["config"])
-    generator = build_generator(config, weight_norm=True)
-    generator.load_state_dict(obj["generator"])
-    save_release(generator, config, output)
+    write_native(read_native(read_training_checkpoint(source), str(source)), output)
     return Path(output)
