@@ -144,3 +144,20 @@ def test_other_sample_rates_are_resampled_and_bad_clips_reported(tmp_path, speec
 def test_id_lists(tmp_path):
     (tmp_path / "val.txt").write_text("LJ001-0001|Some text|Some text\nwavs/LJ002-0002.wav|x\n\n")
     assert read_id_list(tmp_path / "val.txt") == {"LJ001-0001", "LJ002-0002"}
+
+
+def test_eval_vocodes_given_mels_and_reports_missing_ones(tmp_path, speechlike_module):
+    from conftest import TINY_V1, lively
+    from hifigan.checkpoint import save_release
+    from hifigan.config import MelConfig, ModelConfig
+
+    config = ModelConfig(mel=MelConfig(), generator=TINY_V1)
+    save_release(lively(build_generator(config, weight_norm=False)), config, tmp_path / "m.pt")
+    for name in ("a", "b"):
+        soundfile.write(str(tmp_path / f"{name}.wav"), speechlike_module, 22050)
+    (tmp_path / "mels").mkdir()
+    vocoder = Vocoder.from_pretrained(tmp_path / "m.pt")
+    torch.save(torch.from_numpy(vocoder.mel_spectrogram(speechlike_module)), tmp_path / "mels" / "a.pt")
+    evaluation = evaluate([str(tmp_path / "m.pt")], [tmp_path / "a.wav", tmp_path / "b.wav"], mels_dir=tmp_path / "mels")
+    assert evaluation.clips["a"][str(tmp_path / "m.pt")]["mel_l1"] is not None
+    assert len(evaluation.errors) == 1 and "b.npy: no such file" in evaluation.errors[0]

@@ -36,6 +36,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def find_files(folder: str | Path, extensions: tuple[str, ...]) -> list[Path]:
+    """Every file below `folder` (recursively) whose suffix is in `extensions`, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+
+
+def mel_file_for(folder: str | Path, stem: str) -> Path | None:
+    """`folder/<stem>.npy` or `.pt`, whichever exists first, else None."""
+    return next((Path(folder) / f"{stem}{s}" for s in MEL_EXTENSIONS if (Path(folder) / f"{stem}{s}").is_file()), None)
+
+
 def _new_file_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .audio import AUDIO_EXTENSIONS, load_audio, load_mel_file, peak_normalize, resample
+from .audio import AUDIO_EXTENSIONS, find_files, load_audio, load_mel_file, mel_file_for, peak_normalize, resample
 from .errors import HifiganError, InputError
 from .mel import SILENCE_LOG_MEL
 
@@ -37,7 +37,7 @@ def audio_files(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: no such data folder")
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    return find_files(root, AUDIO_EXTENSIONS)
 
 
 def read_filelist(path: str | Path, root: str | Path) -> list[Path]:
@@ -71,7 +71,7 @@ def pair_with_mels(files: Sequence[Path], mel_dir: str | Path) -> list[Example]:
     """Examples whose `<stem>.npy`/`.pt` mel exists in mel_dir; missing mels are logged and skipped."""
     mel_dir, examples = Path(mel_dir), []
     for audio in files:
-        mel = next((mel_dir / f"{audio.stem}{s}" for s in (".npy", ".pt") if (mel_dir / f"{audio.stem}{s}").is_file()), None)
+        mel = mel_file_for(mel_dir, audio.stem)
         if mel is None:
             log.warning("%s: no mel %s.npy/.pt in %s; skipped", audio, audio.stem, mel_dir)
         else:

@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .audio import AUDIO_EXTENSIONS, atomic_path, load_audio, load_mel_file, resample
+from .audio import AUDIO_EXTENSIONS, atomic_path, load_audio, load_mel_file, mel_file_for, resample
 from .errors import HifiganError
 from .jobs import JobReport, collect_files
 from .metrics import METRICS, SNR, compare, mean_of, pitch, snr_db
@@ -70,8 +70,7 @@ def _load_clips(inputs: Sequence[str | Path], held_out_ids: set[str], report: Jo
 def _generate(vocoder: Vocoder, clip: Clip, reference: np.ndarray, mels_dir: Path | None) -> np.ndarray:
     if mels_dir is None:
         return vocoder.resynthesize(reference, vocoder.sample_rate)
-    candidates = [mels_dir / f"{clip.name}{suffix}" for suffix in (".npy", ".pt")]
-    mel_path = next((p for p in candidates if p.is_file()), candidates[0])
+    mel_path = mel_file_for(mels_dir, clip.name) or mels_dir / f"{clip.name}.npy"  # missing: reported by the loader
     return vocoder(load_mel_file(mel_path))[0]
 
 

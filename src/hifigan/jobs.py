@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from .audio import AUDIO_EXTENSIONS, MEL_EXTENSIONS, load_audio, load_mel_file, save_audio
+from .audio import AUDIO_EXTENSIONS, MEL_EXTENSIONS, find_files, load_audio, load_mel_file, save_audio
 from .denoiser import check_strength
 from .errors import AudioFileError, HifiganError, InputError
 from .vocoder import Vocoder
@@ -34,7 +34,7 @@ def collect_files(paths: Iterable[str | Path], extensions: tuple[str, ...],
         if not path.is_dir():  # a file, or a missing path that the caller will report
             found.append((path, Path(path.name)))
             continue
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+        files = find_files(path, extensions)
         if not files:
             report.errors.append(f"{path}: folder holds no {'/'.join(extensions)} files")
         found.extend((p, p.relative_to(path)) for p in files)
