@@ -9,7 +9,7 @@ from conftest import lively, random_mel
 from hifigan import Vocoder
 from hifigan.checkpoint import build_generator, save_release
 from hifigan.config import V1, V2, V3, MelConfig, ModelConfig
-from hifigan.errors import ExportError
+from hifigan.errors import ExportError, InputError
 from hifigan.export import OnnxRuntimeGenerator, export, onnx_bytes, onnx_config
 
 # The three published topologies at reduced widths.
@@ -70,26 +70,29 @@ def test_unknown_format_writes_nothing(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_onnxruntime_backend(tmp_path):
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_runtime_backends_run_checkpoints_and_onnx_files(tmp_path, backend):
+    if backend == "openvino":
+        pytest.importorskip("openvino", reason="the openvino extra is not installed")
     generator, config = model("v1")
     save_release(generator, config, tmp_path / "m.pt")
     (tmp_path / "m.onnx").write_bytes(onnx_bytes(generator, config))
     reference = Vocoder.from_pretrained(tmp_path / "m.pt")
     mels = [random_mel(9, seed=1), random_mel(30, seed=2)]
     for source in (tmp_path / "m.pt", tmp_path / "m.onnx"):
-        vocoder = Vocoder.from_pretrained(source, backend="onnxruntime")
+        vocoder = Vocoder.from_pretrained(source, backend=backend, threads=1)
         assert vocoder.config == config
         assert float((vocoder(mels[1]) - reference(mels[1])).abs().max()) <= 1e-4
         for got, expected in zip(vocoder(mels), reference(mels)):  # padded batches run item by item
             assert got.shape == expected.shape and float((got - expected).abs().max()) <= 1e-4
+    with pytest.raises(InputError, match="is an ONNX model: use backend='onnxruntime' or 'openvino'"):
+        Vocoder.from_pretrained(tmp_path / "m.onnx")
 
 
 def test_onnxruntime_backend_refuses_other_precisions(tmp_path):
     generator, config = model("v1")
     save_release(generator, config, tmp_path / "m.pt")
-    from hifigan.errors import InputError
-
-    with pytest.raises(InputError, match="onnxruntime backend runs fp32 on the CPU"):
+    with pytest.raises(InputError, match="onnxruntime backend runs fp32"):
         Vocoder.from_pretrained(tmp_path / "m.pt", backend="onnxruntime", precision="bf16")
     with pytest.raises(InputError, match="unknown backend 'tensorrt'"):
         Vocoder.from_pretrained(tmp_path / "m.pt", backend="tensorrt")

@@ -9,6 +9,7 @@ at zero and inverts with the original phase. Typical strengths: 0.005 to 0.1.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -21,16 +22,17 @@ BIAS_FRAMES = 88
 class Denoiser(nn.Module):
     """audio (B, N) or (N,) -> denoised audio of the same shape; strength 0 returns the input as is."""
 
-    def __init__(self, generator: nn.Module, *, n_mels: int, n_fft: int = 1024, hop_length: int = 256,
+    def __init__(self, generator: Callable[[torch.Tensor], torch.Tensor], *, n_mels: int, n_fft: int = 1024, hop_length: int = 256,
                  win_length: int = 1024) -> None:
         super().__init__()
         self.n_fft, self.hop_length = n_fft, hop_length
-        parameter = next(generator.parameters(), None)
+        # Any mel -> audio callable; a module's first parameter tells its device and dtype.
+        parameter = next(generator.parameters(), None) if isinstance(generator, nn.Module) else None
         device = parameter.device if parameter is not None else torch.device("cpu")
         dtype = parameter.dtype if parameter is not None else torch.float32
         self.register_buffer("window", torch.hann_window(win_length, device=device), persistent=False)
         with torch.inference_mode():
-            bias_audio = generator(torch.zeros(1, n_mels, BIAS_FRAMES, device=device, dtype=dtype)).float().reshape(1, -1)
+            bias_audio = generator(torch.zeros(1, n_mels, BIAS_FRAMES, device=device, dtype=dtype)).float().reshape(1, -1).to(device)
         bias = self._stft(bias_audio).abs()[0, :, 0]  # (n_fft // 2 + 1,): the first frame
         self.register_buffer("bias_spectrum", bias.clone(), persistent=False)
 

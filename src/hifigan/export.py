@@ -141,19 +141,57 @@ def export(generator: Generator, config: ModelConfig, path: str | Path, *, fmt: 
     return report
 
 
-class OnnxRuntimeGenerator(nn.Module):
-    """Runs an exported ONNX generator with ONNX Runtime behind the Generator call signature."""
+class _RuntimeGenerator(nn.Module):
+    """An exported ONNX generator run by an inference runtime, behind the Generator call signature."""
 
-    def __init__(self, model: bytes | str | Path, threads: int | None = None) -> None:
-        super().__init__()
-        self.session = onnx_session(model, threads)
+    def run(self, mel: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def forward(self, mel: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """mel (B, n_mels, T) -> (B, 1, T * hop). Items of a padded batch run one by one at their length."""
         if lengths is None:
-            return torch.from_numpy(self.session.run(None, {"mel": mel.float().cpu().numpy()})[0])
+            return torch.from_numpy(self.run(np.ascontiguousarray(mel.float().cpu().numpy())))
         outputs = [self.forward(mel[i: i + 1, :, : int(n)])[0, 0] for i, n in enumerate(lengths)]
         batch = torch.zeros(mel.shape[0], 1, max(len(o) for o in outputs))
         for i, audio in enumerate(outputs):
             batch[i, 0, : len(audio)] = audio
         return batch
+
+
+class OnnxRuntimeGenerator(_RuntimeGenerator):
+    """ONNX Runtime on the CPU, fp32."""
+
+    def __init__(self, model: bytes | str | Path, threads: int | None = None) -> None:
+        super().__init__()
+        self.session = onnx_session(model, threads)
+
+    def run(self, mel: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"mel": mel})[0]
+
+
+class OpenVinoGenerator(_RuntimeGenerator):
+    """OpenVINO on the CPU; `precision` "fp32" pins f32 math (OpenVINO would pick bf16 on AMX CPUs)."""
+
+    def __init__(self, model: bytes | str | Path, threads: int | None = None, precision: str = "fp32") -> None:
+        super().__init__()
+        try:
+            import openvino
+        except ImportError:
+            raise HifiganError("the openvino backend needs: pip install 'hifigan[openvino]'") from None
+        core = openvino.Core()
+        source = model if isinstance(model, bytes) else str(model)
+        settings = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+        if threads:
+            settings["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(core.read_model(model=source), "CPU", settings)
+
+    def run(self, mel: np.ndarray) -> np.ndarray:
+        return self.compiled({"mel": mel})["audio"]
+
+
+def runtime_generator(backend: str, model: bytes | str | Path, *, threads: int | None = None,
+                      precision: str = "fp32") -> _RuntimeGenerator:
+    """An ONNX model (file or bytes) in "onnxruntime" or "openvino"."""
+    if backend == "onnxruntime":
+        return OnnxRuntimeGenerator(model, threads)
+    return OpenVinoGenerator(model, threads, precision)

@@ -8,6 +8,7 @@ from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
+from torch import nn
 
 from .audio import resample, to_mono
 from .formats import load_generator
@@ -15,13 +16,12 @@ from .config import ModelConfig
 from .denoiser import check_strength
 from .device import resolve_device
 from .errors import InputError
+from .engines import PRECISIONS, RUNTIME_BACKENDS, build_engine, check_choice, effective_precision
 from .generator import Generator
 from .mel import SILENCE_LOG_MEL, MelSpectrogram
 from .pretrained import resolve
 from .streaming import receptive_field_frames, stream_audio
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-BACKENDS = ("torch", "onnxruntime")
 Array = Union[torch.Tensor, np.ndarray]
 
 
@@ -46,18 +46,26 @@ class Vocoder:
     under torch.inference_mode with weight norm already folded.
     """
 
-    def __init__(self, generator: Generator, config: ModelConfig, *, device: str | torch.device = "cpu",
-                 precision: str = "fp32", max_batch_frames: int = 4096) -> None:
-        if precision not in PRECISIONS:
-            raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    def __init__(self, generator: nn.Module, config: ModelConfig, *, device: str | torch.device = "cpu",
+                 precision: str = "fp32", backend: str = "torch", threads: int | None = None,
+                 max_batch_frames: int = 4096) -> None:
+        """`generator`: a folded Generator (built into the engine `backend` names, see
+        hifigan.engines), or an already built runtime engine (an ONNX file run by a runtime)."""
         self.config = config
         self.device = resolve_device(device)
-        self.precision = precision
+        self.backend = backend
+        # What runs may differ from what was asked: bf16 without CPU support falls back to fp32.
+        self.precision = effective_precision(precision, self.device, backend)
+        self.dtype = PRECISIONS[self.precision]
         # A list of mels is vocoded in sub-batches of at most this many (padded) frames, which
         # bounds memory and padding waste (4096 frames = 47.6 s of audio at 22.05 kHz).
         self.max_batch_frames = max_batch_frames
-        self.dtype = PRECISIONS[precision]
-        self.generator = generator.to(self.device, self.dtype).eval()
+        if isinstance(generator, Generator):
+            self.generator = generator.float().to(self.device).eval()
+            self.engine = build_engine(self.generator, config, device=self.device, precision=self.precision,
+                                       backend=backend, threads=threads)
+        else:
+            self.generator = self.engine = generator
         self.mel = MelSpectrogram(**dataclasses.asdict(config.mel)).to(self.device)
         self._denoiser = None
 
@@ -66,26 +74,27 @@ class Vocoder:
                         backend: str = "torch", threads: int | None = None, **options) -> "Vocoder":
         """Load a registered model ("lj-v1", "universal-v1") or any supported checkpoint file.
 
-        backend="onnxruntime" runs an exported .onnx file (or exports the checkpoint in memory)
-        with ONNX Runtime on the CPU, in fp32. `threads` sets ONNX Runtime's intra-op threads.
+        backend: "torch" (default, the fast path), "eager", "compile", "onnxruntime" or
+        "openvino" (the last two also run an exported .onnx file directly). precision "bf16"
+        picks the fastest bf16 path and falls back to fp32 with a warning where the CPU lacks
+        bf16. `threads` sets the intra-op threads (torch's are process-wide).
         `options` go to the constructor (e.g. max_batch_frames).
         """
-        if backend not in BACKENDS:
-            raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        check_choice(precision, backend)
         path = resolve(source)
-        if backend == "torch":
-            generator, config = load_generator(path)
-            return cls(generator, config, device=device, precision=precision, **options)
-        if precision != "fp32" or resolve_device(device).type != "cpu":
-            raise InputError("the onnxruntime backend runs fp32 on the CPU; use backend='torch' for other settings")
-        from .export import OnnxRuntimeGenerator, onnx_bytes, onnx_config
-
         with open(path, "rb") as handle:
             is_onnx = handle.read(1) == b"\x08"  # an ONNX ModelProto starts with its ir_version field
-        if is_onnx:
-            return cls(OnnxRuntimeGenerator(path, threads), onnx_config(path), **options)
-        generator, config = load_generator(path)
-        return cls(OnnxRuntimeGenerator(onnx_bytes(generator, config), threads), config, **options)
+        if not is_onnx:
+            generator, config = load_generator(path)
+            return cls(generator, config, device=device, precision=precision, backend=backend, threads=threads,
+                       **options)
+        if backend not in RUNTIME_BACKENDS:
+            raise InputError(f"{path} is an ONNX model: use backend='onnxruntime' or 'openvino'")
+        from .export import onnx_config, runtime_generator
+
+        effective = effective_precision(precision, resolve_device(device), backend)
+        engine = runtime_generator(backend, path, threads=threads, precision=effective)
+        return cls(engine, onnx_config(path), device=device, precision=effective, backend=backend, **options)
 
     @property
     def sample_rate(self) -> int:
@@ -107,6 +116,7 @@ class Vocoder:
             "mel": dataclasses.asdict(self.config.mel),
             "device": str(self.device),
             "precision": self.precision,
+            "backend": self.backend,
         }
 
     def _check_mel(self, mel: Array) -> torch.Tensor:
@@ -127,9 +137,11 @@ class Vocoder:
     @torch.inference_mode()
     def _generate(self, mel: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(B, n_mels, T) float32 -> (B, T * hop) float32 on the vocoder's device."""
-        mel = mel.to(self.device, self.dtype)
+        # The torch engine takes fp32 (it casts inside); the eager ones take their own dtype.
+        dtype = self.dtype if self.backend in ("eager", "compile") else torch.float32
+        mel = mel.to(self.device, dtype)
         lengths = None if lengths is None else lengths.to(self.device)
-        return self.generator(mel, lengths).squeeze(1).float()
+        return self.engine(mel, lengths).squeeze(1).float()
 
     def __call__(self, mel: Array | Sequence[Array], denoise: float = 0.0) -> Array | list[Array]:
         """Mel (n_mels, T) or (B, n_mels, T) -> audio (B, T * hop) in [-1, 1].
@@ -157,8 +169,8 @@ class Vocoder:
             from .denoiser import Denoiser
 
             mel = self.config.mel
-            self._denoiser = Denoiser(self.generator, n_mels=mel.n_mels, n_fft=mel.n_fft,
-                                      hop_length=mel.hop_length, win_length=mel.win_length)
+            self._denoiser = Denoiser(self._generate, n_mels=mel.n_mels, n_fft=mel.n_fft,
+                                      hop_length=mel.hop_length, win_length=mel.win_length).to(self.device)
         return self._denoiser(audio, strength)
 
     @property

@@ -1,0 +1,169 @@
+"""A fast CPU inference engine for a folded generator.
+
+The plain generator runs each Conv1d on (B, C, L) tensors: oneDNN then reorders every input,
+output and weight to its blocked layout on every call and reaches about half the speed of a
+matrix product here. This engine keeps activations channels-last as (B, C, 1, L), packs every
+weight once in oneDNN's preferred layout, and fuses the activation after the first conv of a
+residual unit and the residual add after the second into the convolutions.
+
+bf16 policy (measured on real speech against fp32, see README): the convolutions inside the
+network take bf16 inputs and weights, while conv_pre (whose input, the log-mel, loses too
+much when rounded to bf16), conv_post and the residual stream stay fp32. Rounding everything
+to bf16 gave 24-31 dB SNR against fp32; this policy keeps it above 35 dB.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .generator import FINAL_LRELU_SLOPE, LRELU_SLOPE, Generator, ResBlock1, _masked, _time_mask
+
+
+def onednn_available() -> bool:
+    """True when torch has oneDNN's fused convolution ops (CPU builds of torch >= 2.1)."""
+    ops = torch.ops.mkldnn
+    return torch.backends.mkldnn.is_available() and all(
+        hasattr(ops, name) for name in ("_convolution_pointwise", "_reorder_convolution_weight",
+                                        "_convolution_transpose_pointwise",
+                                        "_reorder_convolution_transpose_weight"))
+
+
+def cpu_bf16_supported() -> bool:
+    """True when this CPU computes bf16 convolutions natively (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class FusedConv(nn.Module):
+    """One Conv1d/ConvTranspose1d as a channels-last 2-D conv: (B, Cin, 1, L) -> (B, Cout, 1, L').
+
+    `slope` fuses leaky_relu(output, slope); `residual` fuses output + residual.
+    """
+
+    def __init__(self, conv: nn.Conv1d | nn.ConvTranspose1d, *, dtype: torch.dtype, packed: bool) -> None:
+        super().__init__()
+        self.transposed = isinstance(conv, nn.ConvTranspose1d)
+        self.dtype = dtype
+        self.padding, self.stride = [0, conv.padding[0]], [1, conv.stride[0]]
+        self.dilation = [1, conv.dilation[0]]
+        weight = conv.weight.detach()[:, :, None, :].to(dtype).contiguous(memory_format=torch.channels_last)
+        self.bias = conv.bias.detach().to(dtype)
+        # Packing needs an example input size; oneDNN re-derives what it must for other sizes.
+        example = [1, conv.in_channels, 1, 1024]
+        self.packed = packed and dtype != torch.float16
+        if self.packed and self.transposed:
+            weight = torch.ops.mkldnn._reorder_convolution_transpose_weight(
+                weight, self.padding, [0, 0], self.stride, self.dilation, 1, example)
+        elif self.packed:
+            weight = torch.ops.mkldnn._reorder_convolution_weight(
+                weight, self.padding, self.stride, self.dilation, 1, example)
+        self.weight = weight
+
+    def forward(self, x: torch.Tensor, slope: float | None = None,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        x = x.to(self.dtype)
+        if not self.packed:
+            return self._unfused(x, slope, residual)
+        if self.transposed:
+            out = torch.ops.mkldnn._convolution_transpose_pointwise(
+                x, self.weight, self.bias, self.padding, [0, 0], self.stride, self.dilation, 1, "none", [], "")
+            return _finish(out, slope, residual)
+        if residual is not None and residual.dtype == self.dtype:
+            return torch.ops.mkldnn._convolution_pointwise(
+                x, residual, self.weight, self.bias, self.padding, self.stride, self.dilation, 1,
+                "add", None, None, [], None)
+        unary, scalars = ("leaky_relu", [slope]) if slope is not None else ("none", [])
+        out = torch.ops.mkldnn._convolution_pointwise(
+            x, self.weight, self.bias, self.padding, self.stride, self.dilation, 1, unary, scalars, "")
+        return _finish(out, None, residual)
+
+    def _unfused(self, x: torch.Tensor, slope: float | None, residual: torch.Tensor | None) -> torch.Tensor:
+        if self.transposed:
+            out = F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, dilation=self.dilation)
+        else:
+            out = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        return _finish(out, slope, residual)
+
+
+def _finish(out: torch.Tensor, slope: float | None, residual: torch.Tensor | None) -> torch.Tensor:
+    if slope is not None:
+        out = F.leaky_relu(out, slope)
+    if residual is not None:
+        out = residual + out.to(residual.dtype)  # in the residual's (fp32) precision
+    return out
+
+
+class FastGenerator(nn.Module):
+    """Inference-only twin of a folded Generator: same call, same output (to float rounding).
+
+    Args:
+        generator: a Generator with weight norm folded (layers.fold_weight_norm).
+        dtype: compute dtype of the inner convolutions (float32 or bfloat16; see module doc).
+        packed: use oneDNN packed weights and fused ops (CPU only); otherwise plain conv2d.
+    """
+
+    def __init__(self, generator: Generator, *, dtype: torch.dtype = torch.float32, packed: bool = True) -> None:
+        super().__init__()
+        # Packed bf16 needs a CPU with bf16 instructions; without, torch's plain ops emulate it.
+        packed = packed and onednn_available() and (dtype == torch.float32 or cpu_bf16_supported())
+        self.upsample_rates = generator.upsample_rates
+        self.num_kernels = generator.num_kernels
+        self.hop_length = generator.hop_length
+        self.two_convs = isinstance(generator.resblocks[0], ResBlock1)
+        self.conv_pre = FusedConv(generator.conv_pre, dtype=torch.float32, packed=packed)
+        self.conv_post = FusedConv(generator.conv_post, dtype=torch.float32, packed=packed)
+        self.ups = nn.ModuleList(FusedConv(up, dtype=dtype, packed=packed) for up in generator.ups)
+        self.blocks = nn.ModuleList(
+            nn.ModuleList(FusedConv(conv, dtype=dtype, packed=packed) for conv in self._convs(block))
+            for block in generator.resblocks)
+
+    def _convs(self, block: nn.Module) -> list[nn.Module]:
+        """A residual block's convs in the order they run (conv_d, conv_1, conv_d', ...)."""
+        if not self.two_convs:
+            return list(block.convs)
+        return [conv for pair in zip(block.convs1, block.convs2) for conv in pair]
+
+    @torch.inference_mode()
+    def forward(self, mel: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """mel (B, n_mels, T) float32 -> audio (B, 1, T * hop) float32; `lengths` as Generator."""
+        x = mel.float().unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        mask = self._mask(lengths, 1, x)
+        x = _masked(self.conv_pre(_masked(x, mask)), mask)
+        scale = 1
+        for i, (up, rate) in enumerate(zip(self.ups, self.upsample_rates)):
+            scale *= rate
+            x = up(F.leaky_relu(x, LRELU_SLOPE)).float()
+            mask = self._mask(lengths, scale, x)
+            x = _masked(x, mask)
+            activated = F.leaky_relu(x, LRELU_SLOPE)  # the same first input of all K blocks
+            blocks = self.blocks[i * self.num_kernels:(i + 1) * self.num_kernels]
+            total = self._block(blocks[0], x, activated, mask)
+            for block in blocks[1:]:
+                total = total + self._block(block, x, activated, mask)
+            x = total / self.num_kernels
+        x = self.conv_post(F.leaky_relu(x, FINAL_LRELU_SLOPE))
+        return torch.tanh(x.float()).squeeze(2).contiguous()
+
+    def _block(self, convs: nn.ModuleList, x: torch.Tensor, activated: torch.Tensor,
+               mask: torch.Tensor | None) -> torch.Tensor:
+        """One residual block on x (B, C, 1, L); `activated` is leaky_relu(x)."""
+        step = 2 if self.two_convs else 1
+        for j in range(0, len(convs), step):
+            if j:
+                activated = F.leaky_relu(x, LRELU_SLOPE)
+            if self.two_convs:
+                activated = _masked(convs[j](activated, slope=LRELU_SLOPE), mask)
+            # Masking the sum equals adding a masked residual: x is already zero where masked.
+            x = _masked(convs[j + step - 1](activated, residual=x), mask)
+        return x
+
+    @staticmethod
+    def _mask(lengths: torch.Tensor | None, scale: int, x: torch.Tensor) -> torch.Tensor | None:
+        if lengths is None:
+            return None
+        return _time_mask(lengths.to(x.device), scale, x.shape[-1], torch.float32).unsqueeze(2)
+

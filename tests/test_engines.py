@@ -1,0 +1,105 @@
+"""Inference engines: every backend and precision against the eager fp32 generator, on tiny models."""
+
+import warnings
+
+import pytest
+import torch
+
+from conftest import TINY, lively, random_mel
+from hifigan import InputError, Vocoder
+from hifigan.checkpoint import build_generator
+from hifigan.config import MelConfig, ModelConfig
+from hifigan.fast import FastGenerator, cpu_bf16_supported, onednn_available
+
+
+def tiny(version: str):
+    config = ModelConfig(mel=MelConfig(), generator=TINY[version])
+    return lively(build_generator(config, weight_norm=False)).eval(), config
+
+
+def eager(generator, mel, lengths=None):
+    with torch.inference_mode():
+        return generator(mel, lengths)
+
+
+@pytest.mark.parametrize("version", ["v1", "v3"])
+@pytest.mark.parametrize("packed", [True, False])
+def test_fast_generator_matches_eager_fp32(version, packed):
+    generator, _ = tiny(version)
+    fast = FastGenerator(generator, packed=packed)
+    assert fast.conv_pre.packed == (packed and onednn_available())
+    for mel in (random_mel(1, batch=1), random_mel(37, batch=2, seed=1)):
+        out = fast(mel)
+        expected = eager(generator, mel)
+        assert out.shape == expected.shape and out.dtype == torch.float32 and out.is_contiguous()
+        assert float((out - expected).abs().max()) < 1e-4
+        assert float(expected.abs().max()) > 0.05  # a lively model, so the comparison means something
+
+
+@pytest.mark.parametrize("version", ["v1", "v3"])
+def test_fast_generator_masks_padded_batches(version):
+    generator, _ = tiny(version)
+    fast = FastGenerator(generator)
+    short, long = random_mel(9, seed=2), random_mel(20, seed=3)
+    batch = torch.full((2, 80, 20), -11.5)
+    batch[0, :, :9], batch[1] = short, long
+    out = fast(batch, torch.tensor([9, 20]))
+    alone = eager(generator, short[None])
+    assert float((out[0, :, : 9 * 256] - alone[0]).abs().max()) < 1e-4
+    assert float((out - eager(generator, batch, torch.tensor([9, 20]))).abs().max()) < 1e-4
+
+
+def test_bf16_policy_keeps_the_edges_fp32_and_stays_close():
+    generator, _ = tiny("v1")
+    fast = FastGenerator(generator, dtype=torch.bfloat16, packed=False)
+    assert fast.conv_pre.dtype == fast.conv_post.dtype == torch.float32
+    assert fast.ups[0].dtype == fast.blocks[0][0].dtype == torch.bfloat16
+    mel = random_mel(12, batch=1)
+    out, expected = fast(mel), eager(generator, mel)
+    assert out.dtype == torch.float32 and out.shape == expected.shape
+    snr = 10 * torch.log10(expected.pow(2).sum() / (out - expected).pow(2).sum())
+    everything_bf16 = eager(generator.to(torch.bfloat16), mel.bfloat16()).float()
+    snr_all = 10 * torch.log10(expected.pow(2).sum() / (everything_bf16 - expected).pow(2).sum())
+    assert 25 < snr < 80 and snr > snr_all  # rounded, but better than rounding everything
+
+
+@pytest.mark.parametrize("backend,tolerance", [("torch", 1e-4), ("eager", 0.0), ("compile", 1e-4),
+                                               ("onnxruntime", 1e-4), ("openvino", 1e-4)])
+def test_every_backend_in_fp32_matches_eager(backend, tolerance):
+    if backend == "openvino":
+        pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    generator, config = tiny("v1")
+    mel = random_mel(15, batch=2)
+    expected = eager(generator, mel)[:, 0]
+    vocoder = Vocoder(generator, config, backend=backend, threads=2)
+    audio = vocoder(mel)
+    assert vocoder.describe()["backend"] == backend
+    assert audio.shape == expected.shape == (2, 15 * 256)
+    assert float((audio - expected).abs().max()) <= tolerance
+    outputs = vocoder([mel[0, :, :6], mel[1]])  # a padded list
+    assert float((outputs[1] - expected[1]).abs().max()) <= max(tolerance, 1e-5)
+
+
+def test_bf16_uses_the_fast_path_only_where_the_cpu_has_it(monkeypatch):
+    generator, config = tiny("v1")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vocoder = Vocoder(generator, config, precision="bf16")
+    assert vocoder.precision == ("bf16" if cpu_bf16_supported() else "fp32")
+    assert bool(caught) != cpu_bf16_supported()
+    monkeypatch.setattr("hifigan.engines.cpu_bf16_supported", lambda: True)
+    forced = Vocoder(generator, config, precision="bf16")  # as on an AMX machine
+    assert forced.precision == "bf16" and forced.engine.blocks[0][0].dtype == torch.bfloat16
+    assert forced(random_mel(4)).shape == (1, 4 * 256)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"backend": "tensorrt"}, "unknown backend 'tensorrt'"),
+    ({"precision": "int8"}, "unknown precision 'int8'"),
+    ({"backend": "onnxruntime", "precision": "bf16"}, "onnxruntime backend runs fp32"),
+    ({"threads": 0}, "threads must be a positive integer"),
+])
+def test_bad_engine_choices(kwargs, message):
+    generator, config = tiny("v1")
+    with pytest.raises(InputError, match=message):
+        Vocoder(generator, config, **kwargs)
