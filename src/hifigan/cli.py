@@ -6,8 +6,10 @@ Errors a user can cause print one line (`hifigan: error: ...`) and exit with cod
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import warnings
 from typing import Sequence
 
 from .errors import HifiganError
@@ -20,16 +22,24 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"registered name ({', '.join(PRETRAINED)}) or checkpoint path (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
-    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
+    _add_engine_options(parser)
     parser.add_argument("--denoise", type=float, default=0.0, metavar="STRENGTH",
                         help="remove the model's bias tone with this strength (0.005-0.1 typical; default 0: off)")
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                        help="bf16/fp16 fall back to fp32 with a warning where the hardware lacks them")
+    parser.add_argument("--backend", default="torch", choices=("torch", "eager", "compile", "onnxruntime", "openvino"),
+                        help="torch: our fast path (default); eager: the plain generator; see README")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op CPU threads (default: the library's)")
 
 
 def _load_vocoder(args: argparse.Namespace):
     from .vocoder import Vocoder
 
-    return Vocoder.from_pretrained(args.model, device=args.device, precision=args.precision, backend=args.backend)
+    return Vocoder.from_pretrained(args.model, device=args.device, precision=args.precision, backend=args.backend,
+                                   threads=args.threads)
 
 
 def _report(report) -> int:
@@ -197,6 +207,17 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench, format_result, load_bench_vocoder
+
+    vocoder = load_bench_vocoder(args.model, device=args.device, precision=args.precision, backend=args.backend,
+                                 threads=args.threads)
+    result = bench(vocoder, model=args.model, frames=args.frames, batch=args.batch, warmup=args.warmup,
+                   repeats=args.repeats, requested_precision=args.precision, threads=args.threads)
+    print(json.dumps(dataclasses.asdict(result), indent=2) if args.json else format_result(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hifigan", description="HiFi-GAN neural vocoder")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -276,14 +297,32 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="architecture, parameters and mel settings of a model")
     info.add_argument("model", help="registered name or checkpoint path")
     info.add_argument("--json", action="store_true", help="print JSON")
-    info.set_defaults(run=cmd_info, device="cpu", precision="fp32", backend="torch")
+    info.set_defaults(run=cmd_info, device="cpu", precision="fp32", backend="torch", threads=None)
+
+    bench = commands.add_parser("bench", help="latency, throughput, real-time factor and memory of an inference path")
+    bench.add_argument("--model", default="v1", help="v1/v2/v3 (random weights, no download), a registered name "
+                       "or a checkpoint/.onnx path (default: %(default)s)")
+    bench.add_argument("--frames", type=int, default=693, help="mel frames per item (default: %(default)s, 8 s)")
+    bench.add_argument("--batch", type=int, default=1)
+    bench.add_argument("--warmup", type=int, default=2, help="untimed calls first (default: %(default)s)")
+    bench.add_argument("--repeats", type=int, default=10, help="timed calls (default: %(default)s)")
+    bench.add_argument("--device", default="cpu")
+    _add_engine_options(bench)
+    bench.add_argument("--json", action="store_true", help="print the result as JSON")
+    bench.set_defaults(run=cmd_bench)
     return parser
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"hifigan: warning: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _print_warning  # one line, not the source line of the warning
+            return args.run(args)
     except HifiganError as err:
         print(f"hifigan: error: {err}", file=sys.stderr)
         return 2
