@@ -20,7 +20,7 @@ def test_hub_entries(tmp_path):
     mel = torch.zeros(2, 80, 12)
     with torch.no_grad():
         audio = generator(mel)
-    assert audio.shape == (2, 1, 12 * 256) and torch.equal(audio[:, 0], vocoder(mel))
+    assert audio.shape == (2, 1, 12 * 256) and float((audio[:, 0] - vocoder(mel)).abs().max()) < 1e-4  # the fast engine vs the plain module
     assert train_setup["sampling_rate"] == 22050 and train_setup["filter_length"] == 1024
     assert denoiser(audio[:, 0], 0.01).shape == (2, 12 * 256)
     random_generator, _, _ = torch.hub.load(str(REPO), "nvidia_hifigan", pretrained=False, name=str(tmp_path / "m.pt"),

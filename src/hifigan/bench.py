@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -106,23 +107,24 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_calls(vocoder: Vocoder, mel: torch.Tensor, *, warmup: int, repeats: int) -> tuple[list[float], float, float]:
-    """Seconds of each timed call, peak memory (bytes) and memory growth (bytes) during them."""
+def time_calls(run: Callable[[torch.Tensor], object], mel: torch.Tensor, *, device: torch.device, warmup: int,
+               repeats: int) -> tuple[list[float], float, float]:
+    """Seconds of each timed run(mel), peak memory (bytes) and memory growth (bytes) during them."""
     for _ in range(warmup):
-        vocoder(mel)
-    _synchronize(vocoder.device)
-    if vocoder.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(vocoder.device)
-        base = torch.cuda.memory_allocated(vocoder.device)
+        run(mel)
+    _synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
     times = []
     with _PeakRss() as rss:
         for _ in range(repeats):
             start = time.perf_counter()
-            vocoder(mel)
-            _synchronize(vocoder.device)
+            run(mel)
+            _synchronize(device)
             times.append(time.perf_counter() - start)
-    if vocoder.device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(vocoder.device)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device)
         return times, peak, peak - base
     return times, rss.peak, rss.peak - rss.start_rss
 
@@ -137,7 +139,7 @@ def bench(vocoder: Vocoder, *, model: str, frames: int = 693, batch: int = 1, wa
         raise InputError(f"warmup must be 0 or more, got {warmup}")
     generator = torch.Generator().manual_seed(0)
     mel = (torch.randn(batch, vocoder.n_mels, frames, generator=generator) * 2 - 5).to(vocoder.device)
-    times, peak, growth = time_calls(vocoder, mel, warmup=warmup, repeats=repeats)
+    times, peak, growth = time_calls(vocoder, mel, device=vocoder.device, warmup=warmup, repeats=repeats)
     mean = sum(times) / len(times)
     samples = batch * frames * vocoder.hop_length
     return BenchResult(

@@ -11,6 +11,7 @@ Backends:
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -72,5 +73,6 @@ def build_engine(generator: Generator, config: ModelConfig, *, device: torch.dev
     set_threads(threads)
     if backend == "torch":
         return FastGenerator(generator, dtype=dtype, packed=device.type == "cpu")
-    eager = generator.to(dtype)
+    # A reduced-precision copy, so the fp32 generator the caller (and Vocoder.generator) holds stays fp32.
+    eager = generator if dtype == torch.float32 else copy.deepcopy(generator).to(dtype)
     return torch.compile(eager, dynamic=None) if backend == "compile" else eager

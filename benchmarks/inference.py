@@ -1,0 +1,174 @@
+"""One table: every inference path's speed against a plain eager reference generator, and its accuracy.
+
+python benchmarks/inference.py [--model lj-v1] [--frames 128 693] [--threads 2] [--repeats 5]
+    [--clips 3] [--seconds 4] [--no-memory] [--json FILE]
+
+Speed: each path (backend x precision) runs on the same random log-mel in this process, timed
+with hifigan.bench.time_calls; "x ref" is its throughput over the plain eager fp32 reference
+generator (benchmarks/reference_generator.py), timed before and after all paths.
+Accuracy (real weights only): on the first --clips LJSpeech clips of ../shared (cut to
+--seconds), SNR of each path's audio against our fp32 eager audio, and the mel L1 of its audio
+against the input mel, beside fp32's. A path is fit to be a default at SNR >= 30 dB and mel L1
+within 0.005 of fp32. Where the CPU lacks bf16, our bf16 policy's accuracy is measured with
+torch's emulated bf16 ("emulated": too slow to time, so no speed).
+Memory: peak resident memory of `hifigan bench` for the path in its own process (693 frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from reference_generator import reference_from  # noqa: E402
+
+from hifigan import Vocoder  # noqa: E402
+from hifigan.audio import load_audio  # noqa: E402
+from hifigan.bench import load_bench_vocoder, time_calls  # noqa: E402
+from hifigan.fast import FastGenerator, cpu_bf16_supported  # noqa: E402
+
+PATHS = [("eager", "fp32"), ("torch", "fp32"), ("compile", "fp32"), ("onnxruntime", "fp32"),
+         ("openvino", "fp32"), ("torch", "bf16"), ("openvino", "bf16")]
+CLIPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ljspeech" / "wavs"
+
+
+def snr_db(reference: torch.Tensor, other: torch.Tensor) -> float:
+    return float(10 * torch.log10(reference.pow(2).sum() / (reference - other).pow(2).sum().clamp_min(1e-20)))
+
+
+def median_seconds(run, mel: torch.Tensor, repeats: int) -> float:
+    times, _, _ = time_calls(run, mel, device=torch.device("cpu"), warmup=1, repeats=repeats)
+    return statistics.median(times)
+
+
+def build_path(base: Vocoder, backend: str, precision: str, threads: int):
+    """A Vocoder for the path, or None where this machine cannot run it natively."""
+    if precision == "bf16" and not cpu_bf16_supported():
+        return None
+    if backend == "openvino":
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            return None
+    return Vocoder(base.generator, base.config, backend=backend, precision=precision, threads=threads)
+
+
+def time_paths(base: Vocoder, vocoders: dict, frames: list[int], repeats: int) -> dict:
+    """{(label, frames): seconds per call}; the reference is timed before and after the paths."""
+    reference = reference_from(base.generator, dataclasses.asdict(base.config.generator))
+    seconds = {}
+    for n in frames:
+        mel = torch.randn(1, base.n_mels, n, generator=torch.Generator().manual_seed(n)) * 2 - 5
+        with torch.inference_mode():
+            before = median_seconds(reference, mel, repeats)
+            for label, vocoder in vocoders.items():
+                if vocoder is not None:
+                    seconds[label, n] = median_seconds(vocoder, mel, repeats)
+            seconds["reference", n] = (before + median_seconds(reference, mel, repeats)) / 2
+        print(f"timed {n} frames", file=sys.stderr)
+    return seconds
+
+
+def accuracy(base: Vocoder, vocoders: dict, clips: int, seconds: float) -> dict:
+    """{label: (mean SNR vs fp32 eager, mean mel L1)} over real clips; fp32 eager gives (inf, its L1)."""
+    files = sorted(CLIPS.glob("*.wav"))[:clips]
+    runs = {label: v for label, v in vocoders.items() if v is not None}
+    if not any(p.precision == "bf16" for p in runs.values()):
+        emulated = FastGenerator(base.generator, dtype=torch.bfloat16, packed=False)
+        runs["torch bf16 (emulated)"] = lambda mel: emulated(mel)[:, 0]
+    scores = {label: ([], []) for label in runs}
+    for path in files:
+        audio, _ = load_audio(path, base.sample_rate)
+        mel = base.mel_spectrogram(torch.from_numpy(audio[: int(seconds * base.sample_rate)]))[None]
+        expected = base(mel)
+        for label, run in runs.items():
+            with torch.inference_mode():
+                out = run(mel)
+            scores[label][0].append(snr_db(expected, out))
+            scores[label][1].append(float((base.mel_spectrogram(out) - mel).abs().mean()))
+        print(f"scored {path.name}", file=sys.stderr)
+    return {label: (statistics.mean(s), statistics.mean(l1)) for label, (s, l1) in scores.items()}
+
+
+def peak_memory(model: str, backend: str, precision: str, threads: int) -> float | None:
+    """Peak RSS (MB) of `hifigan bench` for one path in a fresh process, 693 frames."""
+    command = [sys.executable, "-m", "hifigan", "bench", "--model", model, "--backend", backend, "--precision",
+               precision, "--threads", str(threads), "--frames", "693", "--repeats", "1", "--warmup", "1", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    return json.loads(done.stdout)["peak_memory_mb"] if done.returncode == 0 else None
+
+
+def fit_for_default(snr: float, l1: float, fp32_l1: float) -> bool:
+    return snr >= 30 and l1 - fp32_l1 <= 0.005
+
+
+def rows(labels: list[str], seconds: dict, scores: dict, memory: dict, frames: list[int], hop: int) -> list[dict]:
+    fp32_l1 = scores.get("eager fp32", (None, None))[1]
+    table = []
+    for label in ["reference"] + labels:
+        row = {"path": label + (" (plain eager fp32 baseline)" if label == "reference" else "")}
+        for n in frames:
+            if (label, n) in seconds:
+                row[f"{n} frames ms"] = 1e3 * seconds[label, n]
+                row[f"{n} frames samples/s"] = n * hop / seconds[label, n]
+                row[f"{n} frames x ref"] = seconds["reference", n] / seconds[label, n]
+        if label in scores:
+            snr, l1 = scores[label]
+            row.update({"SNR dB vs fp32": snr, "mel L1": l1, "default-fit": fit_for_default(snr, l1, fp32_l1)})
+        if memory.get(label) is not None:
+            row["peak MB"] = memory[label]
+        table.append(row)
+    return table
+
+
+def markdown(table: list[dict]) -> str:
+    columns = list(dict.fromkeys(key for row in table for key in row))
+    def cell(column, value):
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, float) and column.startswith("SNR") and value > 150:
+            return "exact"
+        if isinstance(value, float):
+            return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}" if column != "mel L1" else f"{value:.4f}"
+        return "-" if value is None else str(value)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(c, row.get(c)) for c in columns) + " |" for row in table]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="lj-v1", help="registered name, checkpoint, or v1/v2/v3 (random weights)")
+    parser.add_argument("--frames", type=int, nargs="+", default=[128, 693])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--clips", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    base = load_bench_vocoder(args.model, backend="eager", threads=args.threads)
+    vocoders = {f"{b} {p}": build_path(base, b, p, args.threads) for b, p in PATHS}
+    seconds = time_paths(base, vocoders, args.frames, args.repeats)
+    real = args.model not in ("v1", "v2", "v3") and CLIPS.is_dir()
+    scores = accuracy(base, vocoders, args.clips, args.seconds) if real else {}
+    memory = {} if args.no_memory else {
+        f"{b} {p}": peak_memory(args.model, b, p, args.threads) for b, p in PATHS if vocoders[f"{b} {p}"] is not None}
+    labels = [label for label in vocoders if vocoders[label] is not None] + [s for s in scores if s not in vocoders]
+    table = rows(labels, seconds, scores, memory, args.frames, base.hop_length)
+    print(f"{args.model}, {args.threads} thread(s), torch {torch.__version__}, CPU bf16: {cpu_bf16_supported()}")
+    print(markdown(table))
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=2))
+
+
+if __name__ == "__main__":
+    main()
