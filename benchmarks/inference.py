@@ -81,12 +81,12 @@ def accuracy(base: Vocoder, vocoders: dict, clips: int, seconds: float) -> dict:
     files = sorted(CLIPS.glob("*.wav"))[:clips]
     runs = {label: v for label, v in vocoders.items() if v is not None}
     if not any(p.precision == "bf16" for p in runs.values()):
-        emulated = FastGenerator(base.generator, dtype=torch.bfloat16, packed=False)
+        emulated = FastGenerator(base.generator, dtype=torch.bfloat16, fused=False)
         runs["torch bf16 (emulated)"] = lambda mel: emulated(mel)[:, 0]
     scores = {label: ([], []) for label in runs}
     for path in files:
-        audio, _ = load_audio(path, base.sample_rate)
-        mel = base.mel_spectrogram(torch.from_numpy(audio[: int(seconds * base.sample_rate)]))[None]
+        audio, rate = load_audio(path)
+        mel = torch.as_tensor(base.mel_spectrogram(audio[: int(seconds * rate)], rate))[None]
         expected = base(mel)
         for label, run in runs.items():
             with torch.inference_mode():

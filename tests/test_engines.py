@@ -23,11 +23,11 @@ def eager(generator, mel, lengths=None):
 
 
 @pytest.mark.parametrize("version", ["v1", "v3"])
-@pytest.mark.parametrize("packed", [True, False])
-def test_fast_generator_matches_eager_fp32(version, packed):
+@pytest.mark.parametrize("fused", [True, False])
+def test_fast_generator_matches_eager_fp32(version, fused):
     generator, _ = tiny(version)
-    fast = FastGenerator(generator, packed=packed)
-    assert fast.conv_pre.packed == (packed and onednn_available())
+    fast = FastGenerator(generator, fused=fused)
+    assert fast.conv_pre.fused == (fused and onednn_available())
     for mel in (random_mel(1, batch=1), random_mel(37, batch=2, seed=1)):
         out = fast(mel)
         expected = eager(generator, mel)
@@ -51,7 +51,7 @@ def test_fast_generator_masks_padded_batches(version):
 
 def test_bf16_policy_keeps_the_edges_fp32_and_stays_close():
     generator, _ = tiny("v1")
-    fast = FastGenerator(generator, dtype=torch.bfloat16, packed=False)
+    fast = FastGenerator(generator, dtype=torch.bfloat16, fused=False)
     assert fast.conv_pre.dtype == fast.conv_post.dtype == torch.float32
     assert fast.ups[0].dtype == fast.blocks[0][0].dtype == torch.bfloat16
     mel = random_mel(12, batch=1)

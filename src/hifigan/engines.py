@@ -72,7 +72,7 @@ def build_engine(generator: Generator, config: ModelConfig, *, device: torch.dev
         return runtime_generator(backend, onnx_bytes(generator, config), threads=threads, precision=precision)
     set_threads(threads)
     if backend == "torch":
-        return FastGenerator(generator, dtype=dtype, packed=device.type == "cpu")
+        return FastGenerator(generator, dtype=dtype, fused=device.type == "cpu")
     # A reduced-precision copy, so the fp32 generator the caller (and Vocoder.generator) holds stays fp32.
     eager = generator if dtype == torch.float32 else copy.deepcopy(generator).to(dtype)
     return torch.compile(eager, dynamic=None) if backend == "compile" else eager

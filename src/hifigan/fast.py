@@ -44,41 +44,51 @@ class FusedConv(nn.Module):
     `slope` fuses leaky_relu(output, slope); `residual` fuses output + residual.
     """
 
-    def __init__(self, conv: nn.Conv1d | nn.ConvTranspose1d, *, dtype: torch.dtype, packed: bool) -> None:
+    def __init__(self, conv: nn.Conv1d | nn.ConvTranspose1d, *, dtype: torch.dtype, fused: bool) -> None:
         super().__init__()
         self.transposed = isinstance(conv, nn.ConvTranspose1d)
         self.dtype = dtype
+        self.fused = fused and dtype != torch.float16
         self.padding, self.stride = [0, conv.padding[0]], [1, conv.stride[0]]
         self.dilation = [1, conv.dilation[0]]
-        weight = conv.weight.detach()[:, :, None, :].to(dtype).contiguous(memory_format=torch.channels_last)
+        self.weight = conv.weight.detach()[:, :, None, :].to(dtype).contiguous(memory_format=torch.channels_last)
         self.bias = conv.bias.detach().to(dtype)
-        # Packing needs an example input size; oneDNN re-derives what it must for other sizes.
-        example = [1, conv.in_channels, 1, 1024]
-        self.packed = packed and dtype != torch.float16
-        if self.packed and self.transposed:
-            weight = torch.ops.mkldnn._reorder_convolution_transpose_weight(
-                weight, self.padding, [0, 0], self.stride, self.dilation, 1, example)
-        elif self.packed:
-            weight = torch.ops.mkldnn._reorder_convolution_weight(
-                weight, self.padding, self.stride, self.dilation, 1, example)
-        self.weight = weight
+        self._packed: tuple[tuple[int, ...], torch.Tensor] | None = None
+
+    def _packed_weight(self, x: torch.Tensor) -> torch.Tensor:
+        """The weight in the layout oneDNN picks for inputs of x's shape, cached for the last shape.
+
+        oneDNN's best layout depends on the input size; a weight packed for another size is
+        reordered again on every call (measured: slower than no packing for short inputs).
+        """
+        shape = tuple(x.shape)
+        if self._packed is None or self._packed[0] != shape:
+            if self.transposed:
+                packed = torch.ops.mkldnn._reorder_convolution_transpose_weight(
+                    self.weight, self.padding, [0, 0], self.stride, self.dilation, 1, list(shape))
+            else:
+                packed = torch.ops.mkldnn._reorder_convolution_weight(
+                    self.weight, self.padding, self.stride, self.dilation, 1, list(shape))
+            self._packed = (shape, packed)
+        return self._packed[1]
 
     def forward(self, x: torch.Tensor, slope: float | None = None,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
         x = x.to(self.dtype)
-        if not self.packed:
+        if not self.fused:
             return self._unfused(x, slope, residual)
+        weight = self._packed_weight(x)
         if self.transposed:
             out = torch.ops.mkldnn._convolution_transpose_pointwise(
-                x, self.weight, self.bias, self.padding, [0, 0], self.stride, self.dilation, 1, "none", [], "")
+                x, weight, self.bias, self.padding, [0, 0], self.stride, self.dilation, 1, "none", [], "")
             return _finish(out, slope, residual)
         if residual is not None and residual.dtype == self.dtype:
             return torch.ops.mkldnn._convolution_pointwise(
-                x, residual, self.weight, self.bias, self.padding, self.stride, self.dilation, 1,
+                x, residual, weight, self.bias, self.padding, self.stride, self.dilation, 1,
                 "add", None, None, [], None)
         unary, scalars = ("leaky_relu", [slope]) if slope is not None else ("none", [])
         out = torch.ops.mkldnn._convolution_pointwise(
-            x, self.weight, self.bias, self.padding, self.stride, self.dilation, 1, unary, scalars, "")
+            x, weight, self.bias, self.padding, self.stride, self.dilation, 1, unary, scalars, "")
         return _finish(out, None, residual)
 
     def _unfused(self, x: torch.Tensor, slope: float | None, residual: torch.Tensor | None) -> torch.Tensor:
@@ -103,22 +113,22 @@ class FastGenerator(nn.Module):
     Args:
         generator: a Generator with weight norm folded (layers.fold_weight_norm).
         dtype: compute dtype of the inner convolutions (float32 or bfloat16; see module doc).
-        packed: use oneDNN packed weights and fused ops (CPU only); otherwise plain conv2d.
+        fused: oneDNN fused ops with weights packed for the input size (CPU only); otherwise plain conv2d.
     """
 
-    def __init__(self, generator: Generator, *, dtype: torch.dtype = torch.float32, packed: bool = True) -> None:
+    def __init__(self, generator: Generator, *, dtype: torch.dtype = torch.float32, fused: bool = True) -> None:
         super().__init__()
         # Packed bf16 needs a CPU with bf16 instructions; without, torch's plain ops emulate it.
-        packed = packed and onednn_available() and (dtype == torch.float32 or cpu_bf16_supported())
+        fused = fused and onednn_available() and (dtype == torch.float32 or cpu_bf16_supported())
         self.upsample_rates = generator.upsample_rates
         self.num_kernels = generator.num_kernels
         self.hop_length = generator.hop_length
         self.two_convs = isinstance(generator.resblocks[0], ResBlock1)
-        self.conv_pre = FusedConv(generator.conv_pre, dtype=torch.float32, packed=packed)
-        self.conv_post = FusedConv(generator.conv_post, dtype=torch.float32, packed=packed)
-        self.ups = nn.ModuleList(FusedConv(up, dtype=dtype, packed=packed) for up in generator.ups)
+        self.conv_pre = FusedConv(generator.conv_pre, dtype=torch.float32, fused=fused)
+        self.conv_post = FusedConv(generator.conv_post, dtype=torch.float32, fused=fused)
+        self.ups = nn.ModuleList(FusedConv(up, dtype=dtype, fused=fused) for up in generator.ups)
         self.blocks = nn.ModuleList(
-            nn.ModuleList(FusedConv(conv, dtype=dtype, packed=packed) for conv in self._convs(block))
+            nn.ModuleList(FusedConv(conv, dtype=dtype, fused=fused) for conv in self._convs(block))
             for block in generator.resblocks)
 
     def _convs(self, block: nn.Module) -> list[nn.Module]:
