@@ -157,6 +157,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     base = load_bench_vocoder(args.model, backend="eager", threads=args.threads)
     vocoders = {f"{b} {p}": build_path(base, b, p, args.threads) for b, p in PATHS}
+    fused = FastGenerator(base.generator, fused=True)  # the opt-in variant, for its speed/memory trade
+    vocoders["torch fp32 fused oneDNN ops"] = lambda mel: fused(mel)[:, 0]
     seconds = time_paths(base, vocoders, args.frames, args.repeats)
     real = args.model not in ("v1", "v2", "v3") and CLIPS.is_dir()
     scores = accuracy(base, vocoders, args.clips, args.seconds) if real else {}

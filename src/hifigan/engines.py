@@ -1,8 +1,8 @@
 """Choosing and building the inference engine behind a Vocoder: backend x precision x device.
 
 Backends:
-    torch        our fast path: fast.FastGenerator (channels-last, packed oneDNN weights, fused
-                 ops on CPU; the same graph on GPU), bf16/fp16 with fp32 conv_pre/conv_post.
+    torch        our fast path: fast.FastGenerator (channels-last 2-D convolutions; the same
+                 graph on GPU), bf16/fp16 with fp32 conv_pre/conv_post and residual stream.
     eager        the folded generator as written, every layer in the chosen dtype (the baseline).
     compile      torch.compile of the eager generator.
     onnxruntime  the exported ONNX model in ONNX Runtime (CPU, fp32).
@@ -72,7 +72,7 @@ def build_engine(generator: Generator, config: ModelConfig, *, device: torch.dev
         return runtime_generator(backend, onnx_bytes(generator, config), threads=threads, precision=precision)
     set_threads(threads)
     if backend == "torch":
-        return FastGenerator(generator, dtype=dtype, fused=device.type == "cpu")
+        return FastGenerator(generator, dtype=dtype)
     # A reduced-precision copy, so the fp32 generator the caller (and Vocoder.generator) holds stays fp32.
     eager = generator if dtype == torch.float32 else copy.deepcopy(generator).to(dtype)
     return torch.compile(eager, dynamic=None) if backend == "compile" else eager
