@@ -80,7 +80,7 @@ def accuracy(base: Vocoder, vocoders: dict, clips: int, seconds: float) -> dict:
     """{label: (mean SNR vs fp32 eager, mean mel L1)} over real clips; fp32 eager gives (inf, its L1)."""
     files = sorted(CLIPS.glob("*.wav"))[:clips]
     runs = {label: v for label, v in vocoders.items() if v is not None}
-    if not any(p.precision == "bf16" for p in runs.values()):
+    if not any(getattr(p, "precision", None) == "bf16" for p in runs.values()):
         emulated = FastGenerator(base.generator, dtype=torch.bfloat16, fused=False)
         runs["torch bf16 (emulated)"] = lambda mel: emulated(mel)[:, 0]
     scores = {label: ([], []) for label in runs}
