@@ -80,6 +80,8 @@ def onnx_session(model: bytes | str | Path, threads: int | None = None):
     except ImportError:
         raise HifiganError("the onnxruntime backend needs: pip install 'hifigan[onnx]'") from None
     options = onnxruntime.SessionOptions()
+    # Idle workers sleep instead of spinning: spinning ones take the cores from whatever runs next.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
     source = model if isinstance(model, bytes) else str(model)
