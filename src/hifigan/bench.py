@@ -75,7 +75,7 @@ class _PeakRss:
     """Samples this process's resident set size in a thread while active (Linux /proc; else ru_maxrss)."""
 
     def __init__(self, interval: float = 0.002) -> None:
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self.interval, self._stop = interval, threading.Event()
         self.start_rss = self.peak = _rss_bytes()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
