@@ -9,7 +9,7 @@ from conftest import TINY, lively, random_mel
 from hifigan import InputError, Vocoder
 from hifigan.checkpoint import build_generator
 from hifigan.config import MelConfig, ModelConfig
-from hifigan.fast import FastGenerator, cpu_bf16_supported, onednn_available
+from hifigan.fast import FastGenerator, SpectralConv, cpu_bf16_supported, fft_block, onednn_available
 
 
 def tiny(version: str):
@@ -23,11 +23,12 @@ def eager(generator, mel, lengths=None):
 
 
 @pytest.mark.parametrize("version", ["v1", "v3"])
-@pytest.mark.parametrize("fused", [True, False])
-def test_fast_generator_matches_eager_fp32(version, fused):
+@pytest.mark.parametrize("fused,fft", [(True, False), (False, False), (False, True)])
+def test_fast_generator_matches_eager_fp32(version, fused, fft):
     generator, _ = tiny(version)
-    fast = FastGenerator(generator, fused=fused)
+    fast = FastGenerator(generator, fused=fused, fft_min_width=1 if fft else None)
     assert fast.conv_pre.fused == (fused and onednn_available())
+    assert any(isinstance(conv, SpectralConv) for block in fast.blocks for conv in block) == fft
     for mel in (random_mel(1, batch=1), random_mel(37, batch=2, seed=1)):
         out = fast(mel)
         expected = eager(generator, mel)
@@ -37,9 +38,10 @@ def test_fast_generator_matches_eager_fp32(version, fused):
 
 
 @pytest.mark.parametrize("version", ["v1", "v3"])
-def test_fast_generator_masks_padded_batches(version):
+@pytest.mark.parametrize("fft_min_width", [None, 1])
+def test_fast_generator_masks_padded_batches(version, fft_min_width):
     generator, _ = tiny(version)
-    fast = FastGenerator(generator)
+    fast = FastGenerator(generator, fft_min_width=fft_min_width)
     short, long = random_mel(9, seed=2), random_mel(20, seed=3)
     batch = torch.full((2, 80, 20), -11.5)
     batch[0, :, :9], batch[1] = short, long
@@ -47,6 +49,15 @@ def test_fast_generator_masks_padded_batches(version):
     alone = eager(generator, short[None])
     assert float((out[0, :, : 9 * 256] - alone[0]).abs().max()) < 1e-4
     assert float((out - eager(generator, batch, torch.tensor([9, 20]))).abs().max()) < 1e-4
+
+
+def test_fft_convolutions_only_where_they_were_measured_faster():
+    assert fft_block(128, 11) == fft_block(64, 11) == fft_block(128, 7) == fft_block(256, 7) == 32
+    assert fft_block(256, 3) is None and fft_block(64, 7) is None and fft_block(32, 11) is None
+    assert fft_block(512, 11, min_width=None) is None
+    generator, _ = tiny("v1")
+    bf16 = FastGenerator(generator, dtype=torch.bfloat16, fft_min_width=1)
+    assert not any(isinstance(conv, SpectralConv) for block in bf16.blocks for conv in block)
 
 
 def test_bf16_policy_keeps_the_edges_fp32_and_stays_close():

@@ -19,7 +19,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .fftconv import FFTConv1d
 from .generator import FINAL_LRELU_SLOPE, LRELU_SLOPE, Generator, ResBlock1, _masked, _time_mask
+
+# Which residual-block convs run as FFT convolutions (fftconv.py) on CPU in fp32: the DFTs'
+# cost per output sample grows with C, the saved matrix work with C * C * k, so the width
+# C * k decides. Measured here (V1 layers, 2 threads): 1.3-2.3x faster than direct from
+# C * k = 704 (C = 64, k = 11) up; slower for C = 32 and for k = 3.
+FFT_MIN_KERNEL = 7
+FFT_MIN_WIDTH = 700
+FFT_BLOCK = 32  # as fast as 64 for these layers (within 10%), with half the temporary memory
+
+
+def fft_block(in_channels: int, kernel_size: int, min_width: int | None = FFT_MIN_WIDTH) -> int | None:
+    """The DFT block length for a conv of this shape, or None where direct convolution is faster."""
+    if min_width is None or kernel_size < FFT_MIN_KERNEL or in_channels * kernel_size < min_width:
+        return None
+    return FFT_BLOCK
 
 
 def onednn_available() -> bool:
@@ -52,7 +68,9 @@ class FusedConv(nn.Module):
         self.fused = fused and dtype != torch.float16
         self.padding, self.stride = [0, conv.padding[0]], [1, conv.stride[0]]
         self.dilation = [1, conv.dilation[0]]
-        self.weight = conv.weight.detach()[:, :, None, :].to(dtype).contiguous(memory_format=torch.channels_last)
+        # A view of the generator's weight in fp32 (no second copy): oneDNN reorders weights to
+        # its blocked layout on every call whatever their layout, so channels-last gains nothing.
+        self.weight = conv.weight.detach()[:, :, None, :].to(dtype)
         self.bias = conv.bias.detach().to(dtype)
         self._packed: tuple[tuple[int, ...], torch.Tensor] | None = None
 
@@ -75,7 +93,7 @@ class FusedConv(nn.Module):
 
     def forward(self, x: torch.Tensor, slope: float | None = None,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
-        x = x.to(self.dtype)
+        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
         if not self.fused:
             return self._unfused(x, slope, residual)
         weight = self._packed_weight(x)
@@ -100,11 +118,24 @@ class FusedConv(nn.Module):
         return _finish(out, slope, residual)
 
 
+class SpectralConv(FFTConv1d):
+    """A residual block's Conv1d as an FFTConv1d, called like FusedConv."""
+
+    def __init__(self, conv: nn.Conv1d, block: int) -> None:
+        super().__init__(conv.weight, conv.bias, dilation=conv.dilation[0], block=block)
+
+    def forward(self, x: torch.Tensor, slope: float | None = None,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        return _finish(super().forward(x), slope, residual)
+
+
 def _finish(out: torch.Tensor, slope: float | None, residual: torch.Tensor | None) -> torch.Tensor:
+    """leaky_relu and the residual sum, in place on the conv's fresh output where dtypes allow."""
     if slope is not None:
-        out = F.leaky_relu(out, slope)
+        out = F.leaky_relu_(out, slope)
     if residual is not None:
-        out = residual + out.to(residual.dtype)  # in the residual's (fp32) precision
+        # In the residual's (fp32) precision; a + b == b + a exactly, so in place is safe.
+        out = out.add_(residual) if out.dtype == residual.dtype else residual + out.to(residual.dtype)
     return out
 
 
@@ -117,9 +148,13 @@ class FastGenerator(nn.Module):
         fused: oneDNN's fused conv ops with weights packed for the input size (CPU only), 3-7%
             faster than plain channels-last conv2d here, but oneDNN then caches a scratchpad per
             layer (+0.9 GB resident for V1 at 8 s of audio), so the Vocoder does not use it.
+        fft_min_width: residual-block convs with in_channels * kernel_size of at least this (and
+            FFT_MIN_KERNEL taps) run as FFT convolutions when computing fp32 on CPU; None runs
+            every conv directly.
     """
 
-    def __init__(self, generator: Generator, *, dtype: torch.dtype = torch.float32, fused: bool = False) -> None:
+    def __init__(self, generator: Generator, *, dtype: torch.dtype = torch.float32, fused: bool = False,
+                 fft_min_width: int | None = FFT_MIN_WIDTH) -> None:
         super().__init__()
         # Packed bf16 needs a CPU with bf16 instructions; without, torch's plain ops emulate it.
         fused = fused and onednn_available() and (dtype == torch.float32 or cpu_bf16_supported())
@@ -130,9 +165,15 @@ class FastGenerator(nn.Module):
         self.conv_pre = FusedConv(generator.conv_pre, dtype=torch.float32, fused=fused)
         self.conv_post = FusedConv(generator.conv_post, dtype=torch.float32, fused=fused)
         self.ups = nn.ModuleList(FusedConv(up, dtype=dtype, fused=fused) for up in generator.ups)
-        self.blocks = nn.ModuleList(
-            nn.ModuleList(FusedConv(conv, dtype=dtype, fused=fused) for conv in self._convs(block))
-            for block in generator.resblocks)
+        on_cpu = generator.conv_pre.weight.device.type == "cpu"
+        fft_min_width = fft_min_width if on_cpu and dtype == torch.float32 else None
+
+        def block_conv(conv: nn.Conv1d) -> nn.Module:
+            block = fft_block(conv.in_channels, conv.kernel_size[0], fft_min_width)
+            return FusedConv(conv, dtype=dtype, fused=fused) if block is None else SpectralConv(conv, block)
+
+        self.blocks = nn.ModuleList(nn.ModuleList(block_conv(conv) for conv in self._convs(block))
+                                    for block in generator.resblocks)
 
     def _convs(self, block: nn.Module) -> list[nn.Module]:
         """A residual block's convs in the order they run (conv_d, conv_1, conv_d', ...)."""
@@ -156,7 +197,7 @@ class FastGenerator(nn.Module):
             blocks = self.blocks[i * self.num_kernels:(i + 1) * self.num_kernels]
             total = self._block(blocks[0], x, activated, mask)
             for block in blocks[1:]:
-                total = total + self._block(block, x, activated, mask)
+                total = total.add_(self._block(block, x, activated, mask))
             x = total / self.num_kernels
         x = self.conv_post(F.leaky_relu(x, FINAL_LRELU_SLOPE))
         return torch.tanh(x.float()).squeeze(2).contiguous()
