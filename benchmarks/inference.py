@@ -3,15 +3,15 @@
 python benchmarks/inference.py [--model lj-v1] [--frames 128 693] [--threads 2] [--repeats 5]
     [--clips 3] [--seconds 4] [--no-memory] [--json FILE]
 
-Speed: each path (backend x precision) runs on the same random log-mel in this process, timed
-with hifigan.bench.time_calls; "x ref" is its throughput over the plain eager fp32 reference
-generator (benchmarks/reference_generator.py), timed before and after all paths.
+Speed: each path (backend x precision) runs on the same random log-mel in this process, the
+paths taking turns call by call; "x ref" is its median throughput over that of the plain eager
+fp32 reference generator (benchmarks/reference_generator.py), which takes its turns with them.
 Accuracy (real weights only): on the first --clips LJSpeech clips of ../shared (cut to
 --seconds), SNR of each path's audio against our fp32 eager audio, and the mel L1 of its audio
 against the input mel, beside fp32's. A path is fit to be a default at SNR >= 30 dB and mel L1
 within 0.005 of fp32. Where the CPU lacks bf16, our bf16 policy's accuracy is measured with
 torch's emulated bf16 ("emulated": too slow to time, so no speed).
-Memory: peak resident memory of `hifigan bench` for the path in its own process (693 frames).
+Memory: peak resident memory of `hifigan bench` for the path in its own process, per input size.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -31,7 +32,7 @@ from reference_generator import reference_from  # noqa: E402
 
 from hifigan import Vocoder  # noqa: E402
 from hifigan.audio import load_audio  # noqa: E402
-from hifigan.bench import load_bench_vocoder, time_calls  # noqa: E402
+from hifigan.bench import load_bench_vocoder  # noqa: E402
 from hifigan.fast import FastGenerator, cpu_bf16_supported  # noqa: E402
 
 PATHS = [("eager", "fp32"), ("torch", "fp32"), ("compile", "fp32"), ("onnxruntime", "fp32"),
@@ -41,11 +42,6 @@ CLIPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ljspee
 
 def snr_db(reference: torch.Tensor, other: torch.Tensor) -> float:
     return float(10 * torch.log10(reference.pow(2).sum() / (reference - other).pow(2).sum().clamp_min(1e-20)))
-
-
-def median_seconds(run, mel: torch.Tensor, repeats: int) -> float:
-    times, _, _ = time_calls(run, mel, device=torch.device("cpu"), warmup=1, repeats=repeats)
-    return statistics.median(times)
 
 
 def build_path(base: Vocoder, backend: str, precision: str, threads: int):
@@ -61,18 +57,25 @@ def build_path(base: Vocoder, backend: str, precision: str, threads: int):
 
 
 def time_paths(base: Vocoder, vocoders: dict, frames: list[int], repeats: int) -> dict:
-    """{(label, frames): seconds per call}; the reference is timed before and after the paths."""
+    """{(label, frames): median seconds per call}. Paths take turns call by call, the reference
+    among them, so drifts in the machine's speed (10-30% here) hit every path alike."""
     reference = reference_from(base.generator, dataclasses.asdict(base.config.generator))
+    runs = {"reference": reference} | {label: run for label, run in vocoders.items() if run is not None}
     seconds = {}
     for n in frames:
         mel = torch.randn(1, base.n_mels, n, generator=torch.Generator().manual_seed(n)) * 2 - 5
+        times = {label: [] for label in runs}
         with torch.inference_mode():
-            before = median_seconds(reference, mel, repeats)
-            for label, vocoder in vocoders.items():
-                if vocoder is not None:
-                    seconds[label, n] = median_seconds(vocoder, mel, repeats)
-            seconds["reference", n] = (before + median_seconds(reference, mel, repeats)) / 2
-        print(f"timed {n} frames", file=sys.stderr)
+            for run in runs.values():
+                run(mel)  # warm-up
+            for _ in range(repeats):
+                for label, run in runs.items():
+                    start = time.perf_counter()
+                    run(mel)
+                    times[label].append(time.perf_counter() - start)
+        seconds |= {(label, n): statistics.median(t) for label, t in times.items()}
+        print(f"timed {n} frames: " + ", ".join(f"{label} {1e3 * seconds[label, n]:.0f} ms" for label in runs),
+              file=sys.stderr)
     return seconds
 
 
@@ -97,10 +100,11 @@ def accuracy(base: Vocoder, vocoders: dict, clips: int, seconds: float) -> dict:
     return {label: (statistics.mean(s), statistics.mean(l1)) for label, (s, l1) in scores.items()}
 
 
-def peak_memory(model: str, backend: str, precision: str, threads: int) -> float | None:
-    """Peak RSS (MB) of `hifigan bench` for one path in a fresh process, 693 frames."""
+def peak_memory(model: str, backend: str, precision: str, threads: int, frames: int) -> float | None:
+    """Peak RSS (MB) of `hifigan bench` for one path in a fresh process."""
     command = [sys.executable, "-m", "hifigan", "bench", "--model", model, "--backend", backend, "--precision",
-               precision, "--threads", str(threads), "--frames", "693", "--repeats", "1", "--warmup", "1", "--json"]
+               precision, "--threads", str(threads), "--frames", str(frames), "--repeats", "2", "--warmup", "1",
+               "--json"]
     done = subprocess.run(command, capture_output=True, text=True)
     return json.loads(done.stdout)["peak_memory_mb"] if done.returncode == 0 else None
 
@@ -122,8 +126,9 @@ def rows(labels: list[str], seconds: dict, scores: dict, memory: dict, frames: l
         if label in scores:
             snr, l1 = scores[label]
             row.update({"SNR dB vs fp32": snr, "mel L1": l1, "default-fit": fit_for_default(snr, l1, fp32_l1)})
-        if memory.get(label) is not None:
-            row["peak MB"] = memory[label]
+        for n in frames:
+            if memory.get((label, n)) is not None:
+                row[f"{n} frames peak MB"] = memory[label, n]
         table.append(row)
     return table
 
@@ -163,7 +168,8 @@ def main() -> None:
     real = args.model not in ("v1", "v2", "v3") and CLIPS.is_dir()
     scores = accuracy(base, vocoders, args.clips, args.seconds) if real else {}
     memory = {} if args.no_memory else {
-        f"{b} {p}": peak_memory(args.model, b, p, args.threads) for b, p in PATHS if vocoders[f"{b} {p}"] is not None}
+        (f"{b} {p}", n): peak_memory(args.model, b, p, args.threads, n)
+        for b, p in PATHS if vocoders[f"{b} {p}"] is not None for n in args.frames}
     labels = [label for label in vocoders if vocoders[label] is not None] + [s for s in scores if s not in vocoders]
     table = rows(labels, seconds, scores, memory, args.frames, base.hop_length)
     print(f"{args.model}, {args.threads} thread(s), torch {torch.__version__}, CPU bf16: {cpu_bf16_supported()}")

@@ -83,47 +83,59 @@ class FFTConv1d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, 1, L) -> (B, C_out, 1, L)."""
         batch, channels, _, length = x.shape
-        k, d, m = self.kernel_size, self.dilation, self.valid
+        m, d = self.valid, self.dilation
         blocks = -(-length // (m * d))  # blocks per phase
-        per_phase = blocks * m + k - 1  # padded input samples per phase
-        pad = (k - 1) * d // 2
-        time_major = x.permute(0, 2, 3, 1).reshape(batch, length, channels)
-        padded = F.pad(time_major, (0, 0, pad, per_phase * d - length - pad))  # (B, per_phase * d, C)
-        phases = padded.view(batch, per_phase, d, channels)
+        signal = x.permute(0, 2, 3, 1).reshape(batch, length, channels)  # a view when x is channels-last
         stacked = self._kernel_spectrum()
-        out = x.new_empty(batch, d, blocks, m, stacked.shape[-1])
-        # (blocks, n, C) overlapping views of each phase of each item, in out's row order.
-        windows = [phases[b, :, r].unfold(0, self.block, m).transpose(1, 2) for b in range(batch) for r in range(d)]
+        out = x.new_empty(batch, blocks, m, d, stacked.shape[-1])  # output sample t = (block * m + j) * d + r
+        # A group of blocks at a time, so temporaries stay small for any length, with the blocks of
+        # all phases and items in one sequence, so short phases still make full-size products.
         rows, group = batch * d * blocks, max(1, self.samples_per_group // m)
-        flat_out = out.view(rows, m, -1)
-        # A group of blocks at a time, so the transforms' temporaries stay small for any length,
-        # with phases packed together, so short phases still make full-size matrix products.
         for start in range(0, rows, group):
             stop = min(start + group, rows)
-            parts = [windows[i][max(start - i * blocks, 0):stop - i * blocks]
+            parts = [(i // d, i % d, max(start - i * blocks, 0), min(stop - i * blocks, blocks))
                      for i in range(start // blocks, (stop - 1) // blocks + 1)]
-            self._convolve_blocks(parts, stacked, flat_out[start:stop])
-        out = out.view(batch, d, blocks * m, -1)
-        if d > 1:  # sample t = q * d + r comes from phase r, position q
-            out = out.transpose(1, 2).reshape(batch, blocks * m * d, -1)
-        else:
-            out = out.view(batch, blocks * m, -1)
-        return out[:, :length].unsqueeze(1).permute(0, 3, 1, 2)
+            self._convolve_blocks(signal, parts, stacked, out)
+        return out.view(batch, blocks * m * d, -1)[:, :length].unsqueeze(1).permute(0, 3, 1, 2)
 
-    def _convolve_blocks(self, windows: list[torch.Tensor], stacked: torch.Tensor, out: torch.Tensor) -> None:
-        """windows: (G_i, n, C_in) views, sum G_i = G -> out (G, m, C_out): each block's valid
-        outputs plus bias."""
-        count, channels = out.shape[0], windows[0].shape[-1]
-        spectra = windows[0].new_empty(count, self.signal_dft.shape[0], channels)  # (G, 2 * bins, C_in)
-        start = 0
-        for part in windows:
-            torch.bmm(self.signal_dft.expand(len(part), -1, -1), part, out=spectra[start:start + len(part)])
-            start += len(part)
+    def _convolve_blocks(self, signal: torch.Tensor, parts: list[tuple[int, int, int, int]], stacked: torch.Tensor,
+                         out: torch.Tensor) -> None:
+        """Blocks [first, last) of phase r of item b, for each (b, r, first, last) in parts: their
+        valid outputs plus bias, written into out (B, blocks, m, d, C_out)."""
+        count, channels = sum(last - first for _, _, first, last in parts), signal.shape[-1]
+        spectra = signal.new_empty(count, self.signal_dft.shape[0], channels)  # (G, 2 * bins, C_in)
+        row = 0
+        for b, r, first, last in parts:
+            windows = self._windows(signal[b], r, first, last)
+            torch.bmm(self.signal_dft.expand(len(windows), -1, -1), windows, out=spectra[row:row + len(windows)])
+            row += len(windows)
         per_bin = spectra.view(count, -1, 2 * channels).transpose(0, 1)  # (bins, G, 2C): [Xr, Xi]
         real = torch.bmm(per_bin, stacked[:, channels:]).transpose(0, 1)  # (G, bins, C_out)
         imag = torch.bmm(per_bin, stacked[:, :2 * channels]).transpose(0, 1)
-        torch.baddbmm(self.bias, self.inverse_real.expand(count, -1, -1), real, out=out)
-        out.baddbmm_(self.inverse_imag.expand(count, -1, -1), imag)
+        b, r, first, last = parts[0]
+        direct = len(parts) == 1 and out.shape[3] == 1  # the target rows are contiguous: write in place
+        result = out[b, first:last, :, 0] if direct else None
+        result = torch.baddbmm(self.bias, self.inverse_real.expand(count, -1, -1), real, out=result)
+        result.baddbmm_(self.inverse_imag.expand(count, -1, -1), imag)  # (G, m, C_out)
+        if not direct:
+            row = 0
+            for b, r, first, last in parts:
+                out[b, first:last, :, r] = result[row:row + last - first]
+                row += last - first
+
+    def _windows(self, signal: torch.Tensor, phase: int, first: int, last: int) -> torch.Tensor:
+        """(L, C) -> (last - first, n, C): the input blocks [first, last) of one phase, with the
+        conv's zero padding, built in a small buffer (no padded copy of the whole signal)."""
+        length, d, m = signal.shape[0], self.dilation, self.valid
+        samples = (last - first) * m + self.kernel_size - 1
+        origin = first * m * d + phase - (self.kernel_size - 1) * d // 2  # signal index of sample 0
+        inside = max(0, -origin + d - 1) // d  # samples before the signal starts are zero
+        end = min(samples, max(inside, (length - origin + d - 1) // d))
+        segment = signal.new_empty(samples, signal.shape[1])
+        segment[:inside].zero_()
+        segment[end:].zero_()
+        segment[inside:end] = signal[origin + inside * d:origin + (end - 1) * d + 1:d]
+        return segment.unfold(0, self.block, m).transpose(1, 2)
 
     def _kernel_spectrum(self) -> torch.Tensor:
         """[Vi; Vr; -Vi] as (bins, 3 C_in, C_out) matrices, V = conj(rfft(weight, n)), the spectrum
