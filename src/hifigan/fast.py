@@ -4,8 +4,13 @@ The plain generator runs each Conv1d on (B, C, L) tensors, for which oneDNN reor
 input and output to its blocked layout on every call and reaches about half the speed of a
 matrix product on this kind of CPU. This engine keeps activations channels-last as
 (B, C, 1, L) and runs 2-D convolutions with (1, K) kernels, which oneDNN computes directly in
-that layout (measured 1.5-1.7x the eager generator for V1, with less memory); the first
-activation of the K parallel residual blocks is computed once instead of K times.
+that layout (1.3-1.6x the eager generator for V1 here); the first activation of the K
+parallel residual blocks is computed once instead of K times, and activations and residual
+sums are done in place on fresh conv outputs.
+
+In fp32 on CPU the wide residual-block convs (k >= 7, C * k >= 700: V1's first three stages)
+run as DFT-block convolutions (fftconv.py), which need 2.7-3.6x fewer flops; with them V1
+runs 1.7-2.0x the reference generator (README, Performance).
 
 bf16 policy (measured on real speech against fp32, see README): the convolutions inside the
 network take bf16 inputs and weights, while conv_pre (whose input, the log-mel, loses too
