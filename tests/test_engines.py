@@ -31,6 +31,9 @@ def test_fast_generator_matches_eager_fp32(version, fused, fft):
     assert any(isinstance(conv, SpectralConv) for block in fast.blocks for conv in block) == fft
     for mel in (random_mel(1, batch=1), random_mel(37, batch=2, seed=1)):
         out = fast(mel)
+        chunked = FastGenerator(generator, fused=fused, fft_min_width=1 if fft else None)
+        chunked.stage_chunk = 64  # every stage in chunks of 64 samples plus context
+        assert float((chunked(mel) - out).abs().max()) < 1e-5
         expected = eager(generator, mel)
         assert out.shape == expected.shape and out.dtype == torch.float32 and out.is_contiguous()
         assert float((out - expected).abs().max()) < 1e-4
@@ -38,10 +41,11 @@ def test_fast_generator_matches_eager_fp32(version, fused, fft):
 
 
 @pytest.mark.parametrize("version", ["v1", "v3"])
-@pytest.mark.parametrize("fft_min_width", [None, 1])
-def test_fast_generator_masks_padded_batches(version, fft_min_width):
+@pytest.mark.parametrize("fft_min_width,stage_chunk", [(None, 8192), (1, 8192), (1, 100)])
+def test_fast_generator_masks_padded_batches(version, fft_min_width, stage_chunk):
     generator, _ = tiny(version)
     fast = FastGenerator(generator, fft_min_width=fft_min_width)
+    fast.stage_chunk = stage_chunk  # 100: every stage after the first runs in chunks
     short, long = random_mel(9, seed=2), random_mel(20, seed=3)
     batch = torch.full((2, 80, 20), -11.5)
     batch[0, :, :9], batch[1] = short, long

@@ -158,6 +158,11 @@ class FastGenerator(nn.Module):
             every conv directly.
     """
 
+    # Samples of a stage computed at a time (plus context). Measured for V1 at 693 frames: peak
+    # RSS 658-723 MB over 5 runs, against 630-985 MB unchunked (heap growth in the last stage)
+    # and 862-884 MB for the eager generator; 5% slower than unchunked (8192: 11% slower).
+    stage_chunk = 32768
+
     def __init__(self, generator: Generator, *, dtype: torch.dtype = torch.float32, fused: bool = False,
                  fft_min_width: int | None = FFT_MIN_WIDTH) -> None:
         super().__init__()
@@ -179,6 +184,10 @@ class FastGenerator(nn.Module):
 
         self.blocks = nn.ModuleList(nn.ModuleList(block_conv(conv) for conv in self._convs(block))
                                     for block in generator.resblocks)
+        # How far a stage's blocks look to each side: the sum of their convs' half-spans.
+        reach = [sum(conv.dilation[0] * (conv.kernel_size[0] - 1) // 2 for conv in self._convs(block))
+                 for block in generator.resblocks]
+        self.reach = [max(reach[i:i + self.num_kernels]) for i in range(0, len(reach), self.num_kernels)]
 
     def _convs(self, block: nn.Module) -> list[nn.Module]:
         """A residual block's convs in the order they run (conv_d, conv_1, conv_d', ...)."""
@@ -197,15 +206,33 @@ class FastGenerator(nn.Module):
             scale *= rate
             x = up(F.leaky_relu(x, LRELU_SLOPE)).float()
             mask = self._mask(lengths, scale, x)
-            x = _masked(x, mask)
-            activated = F.leaky_relu(x, LRELU_SLOPE)  # the same first input of all K blocks
-            blocks = self.blocks[i * self.num_kernels:(i + 1) * self.num_kernels]
-            total = self._block(blocks[0], x, activated, mask)
-            for block in blocks[1:]:
-                total = total.add_(self._block(block, x, activated, mask))
-            x = total / self.num_kernels
+            x = self._stage(i, _masked(x, mask), mask)
         x = self.conv_post(F.leaky_relu(x, FINAL_LRELU_SLOPE))
         return torch.tanh(x.float()).squeeze(2).contiguous()
+
+    def _stage(self, stage: int, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The mean of a stage's K residual blocks on x (B, C, 1, L). A long x goes in chunks of
+        stage_chunk samples, each with the blocks' reach of context on both sides, so that every
+        activation stays small (22 MB each for 8 s of V1 audio otherwise):
+        the chunk's centre depends on nothing outside what it is given, so the result is exact."""
+        blocks = self.blocks[stage * self.num_kernels:(stage + 1) * self.num_kernels]
+        length, reach = x.shape[-1], self.reach[stage]
+        if length <= self.stage_chunk + 2 * reach:
+            return self._blocks_mean(blocks, x, mask)
+        out = torch.empty_like(x)
+        for start in range(0, length, self.stage_chunk):
+            stop = min(start + self.stage_chunk, length)
+            low, high = max(0, start - reach), min(length, stop + reach)
+            part = self._blocks_mean(blocks, x[..., low:high], None if mask is None else mask[..., low:high])
+            out[..., start:stop] = part[..., start - low:stop - low]
+        return out
+
+    def _blocks_mean(self, blocks: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        activated = F.leaky_relu(x, LRELU_SLOPE)  # the same first input of all K blocks
+        total = self._block(blocks[0], x, activated, mask)
+        for block in blocks[1:]:
+            total = total.add_(self._block(block, x, activated, mask))
+        return total.div_(self.num_kernels)
 
     def _block(self, convs: nn.ModuleList, x: torch.Tensor, activated: torch.Tensor,
                mask: torch.Tensor | None) -> torch.Tensor:
