@@ -1,57 +1,80 @@
 """Training throughput: mel frames per second of one full step (generator + both discriminators).
 
 python benchmarks/train_throughput.py [--presets v1 v3] [--batch 4] [--segment 8192] [--precisions fp32 bf16]
-    [--steps 3] [--threads 2]
+    [--steps 3] [--rounds 3] [--threads 2]
 
 Compares hifigan's Trainer.train_step with a plain eager step written the way the reference
-implementation does it (each discriminator run separately on real and generated audio, in both
-the discriminator and the generator step), same models, batch and precision. Prints one table.
+implementation does it: its own copies of the models (the generator as hifigan builds it, the
+discriminators from reference_discriminators.py, same weights), each discriminator run
+separately on real and generated audio with full graphs in both the discriminator and the
+generator step, same batch and precision. The two take turns, `steps` timed steps each per round;
+the table gives the median over rounds.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import copy
 import itertools
+import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from hifigan.config import TrainConfig, model_preset
-from hifigan.losses import LOSS_WEIGHTS, adversarial_loss, discriminator_loss, feature_matching_loss, mel_loss
-from hifigan.train.trainer import Trainer
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_discriminators import reference_discriminators_from  # noqa: E402
+
+from hifigan.config import TrainConfig, model_preset  # noqa: E402
+from hifigan.losses import (LOSS_WEIGHTS, adversarial_loss, discriminator_loss,  # noqa: E402
+                            feature_matching_loss, mel_loss)
+from hifigan.train.trainer import Trainer  # noqa: E402
 
 
-def reference_style_step(t: Trainer, batch: dict) -> None:
-    """One D step and one G step as the reference writes them (no concatenation, no accumulation)."""
-    real = batch["audio"].unsqueeze(1)
-    with t._autocast():
-        fake = t.generator(t.input_mel(real.squeeze(1)))
-        t.optim_d.zero_grad()
-        loss_d = 0
-        for d in (t.mpd, t.msd):
-            real_out, fake_out = d(real), d(fake.detach())
-            loss_d = loss_d + discriminator_loss(real_out, fake_out)
-    t.scaler_d.scale(loss_d).backward()
-    t.scaler_d.step(t.optim_d)
-    t.scaler_d.update()
-    t.optim_g.zero_grad()
-    with t._autocast():
-        real_out = [o for d in (t.mpd, t.msd) for o in d(real)]
-        fake_out = [o for d in (t.mpd, t.msd) for o in d(fake)]
-    real_mel, fake_mel = t.loss_mel(real.squeeze(1)), t.loss_mel(fake.squeeze(1).float())
-    loss_g = (LOSS_WEIGHTS["adversarial"] * adversarial_loss(fake_out)
-              + LOSS_WEIGHTS["feature_matching"] * feature_matching_loss(real_out, fake_out)
-              + LOSS_WEIGHTS["mel"] * mel_loss(real_mel, fake_mel))
-    t.scaler_g.scale(loss_g).backward()
-    t.scaler_g.step(t.optim_g)
-    t.scaler_g.update()
+class ReferenceStep:
+    """The reference training step on private copies of a Trainer's models and optimiser settings."""
+
+    def __init__(self, t: Trainer) -> None:
+        config = t.train
+        self.generator = copy.deepcopy(t.generator)
+        self.mpd, self.msd = reference_discriminators_from(
+            t.mpd, t.msd, mpd_periods=config.mpd_periods, mpd_channels=config.mpd_channels,
+            msd_channels=config.msd_channels, msd_groups=config.msd_groups)
+        adam = dict(lr=config.learning_rate, betas=(config.adam_b1, config.adam_b2), weight_decay=config.weight_decay)
+        self.optim_g = torch.optim.AdamW(self.generator.parameters(), **adam)
+        self.optim_d = torch.optim.AdamW(itertools.chain(self.msd.parameters(), self.mpd.parameters()), **adam)
+        self.scaler_g = torch.amp.GradScaler(t.device.type, enabled=config.precision == "fp16")
+        self.scaler_d = torch.amp.GradScaler(t.device.type, enabled=config.precision == "fp16")
+        self.autocast, self.input_mel, self.loss_mel = t._autocast, t.input_mel, t.loss_mel
+
+    def __call__(self, batch: dict) -> None:
+        real = batch["audio"].unsqueeze(1)
+        with self.autocast():
+            fake = self.generator(self.input_mel(real.squeeze(1)))
+            self.optim_d.zero_grad()
+            loss_d = 0
+            for d in (self.mpd, self.msd):
+                loss_d = loss_d + discriminator_loss(d(real), d(fake.detach()))
+        self.scaler_d.scale(loss_d).backward()
+        self.scaler_d.step(self.optim_d)
+        self.scaler_d.update()
+        self.optim_g.zero_grad()
+        with self.autocast():
+            real_out = [o for d in (self.mpd, self.msd) for o in d(real)]
+            fake_out = [o for d in (self.mpd, self.msd) for o in d(fake)]
+        real_mel, fake_mel = self.loss_mel(real.squeeze(1)), self.loss_mel(fake.squeeze(1).float())
+        loss_g = (LOSS_WEIGHTS["adversarial"] * adversarial_loss(fake_out)
+                  + LOSS_WEIGHTS["feature_matching"] * feature_matching_loss(real_out, fake_out)
+                  + LOSS_WEIGHTS["mel"] * mel_loss(real_mel, fake_mel))
+        self.scaler_g.scale(loss_g).backward()
+        self.scaler_g.step(self.optim_g)
+        self.scaler_g.update()
 
 
 def timed(step, steps: int) -> float:
-    step()  # warm-up
     start = time.perf_counter()
     for _ in range(steps):
         step()
@@ -65,6 +88,7 @@ def main() -> None:
     parser.add_argument("--segment", type=int, default=8192)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -78,8 +102,15 @@ def main() -> None:
         audio = torch.from_numpy((0.3 * rng.standard_normal((args.batch, args.segment))).astype(np.float32))
         batch = {"audio": audio, "mel": None, "names": []}
         frames = args.batch * args.segment // model.mel.hop_length
-        reference = timed(lambda: reference_style_step(trainer, batch), args.steps)
-        ours = timed(lambda: trainer.train_step([batch]), args.steps)
+        reference_step = ReferenceStep(trainer)
+        paths = {"reference": lambda: reference_step(batch), "hifigan": lambda: trainer.train_step([batch])}
+        seconds = {name: [] for name in paths}
+        for name, step in paths.items():
+            step()  # warm-up
+        for _ in range(args.rounds):  # taking turns, so drifts in machine speed hit both alike
+            for name, step in paths.items():
+                seconds[name].append(timed(step, args.steps))
+        reference, ours = (statistics.median(seconds[name]) for name in paths)
         print(f"{preset:>7} {precision:>9} {frames / reference:27.1f} {frames / ours:19.1f} {reference / ours:6.2f}")
 
 

@@ -45,3 +45,35 @@ def test_gradients_reach_the_input():
     outputs = MultiPeriodDiscriminator(**TINY_MPD)(audio) + MultiScaleDiscriminator(**TINY_MSD)(audio)
     sum(logits.sum() for logits, _ in outputs).backward()
     assert audio.grad is not None and audio.grad.abs().sum() > 0
+
+
+def _conv2d_period_discriminator(d, audio):
+    """What the reference computes: (k, 1) Conv2d layers on audio viewed as (B, 1, N/p, p)."""
+    batch, channels, length = audio.shape
+    if length % d.period:
+        audio = torch.nn.functional.pad(audio, (0, d.period - length % d.period), mode="reflect")
+    x, maps = audio.view(batch, channels, -1, d.period), []
+    for conv in d.convs:
+        x = torch.nn.functional.leaky_relu(conv(x), 0.1)
+        maps.append(x)
+    maps.append(d.conv_post(x))
+    return torch.flatten(maps[-1], 1, -1), maps
+
+
+@pytest.mark.parametrize("length", [4096, 4001])
+def test_period_discriminator_equals_the_reference_conv2d_form(length):
+    torch.manual_seed(0)
+    mpd = MultiPeriodDiscriminator(channels=(8, 16, 32, 32))
+    audio = torch.randn(2, 1, length, requires_grad=True)
+    ours = mpd(audio)
+    reference = [_conv2d_period_discriminator(d, audio) for d in mpd.discriminators]
+    loss = lambda outputs: sum(l.square().sum() + sum(m.abs().mean() for m in maps) for l, maps in outputs)  # noqa: E731
+    grads = [torch.autograd.grad(loss(out), [audio, *mpd.parameters()]) for out in (ours, reference)]
+    for (logits, maps), (ref_logits, ref_maps) in zip(ours, reference):
+        assert logits.shape == ref_logits.shape
+        torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-5)
+        for a, b in zip(maps, ref_maps):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for a, b in zip(*grads):  # the input's gradient and every weight-norm parameter's
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

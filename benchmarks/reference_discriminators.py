@@ -1,0 +1,93 @@
+"""Plain eager discriminators written the way the original implementation writes them.
+
+The baseline of benchmarks/train_throughput.py: the period discriminator runs nn.Conv2d with
+(k, 1) kernels on (B, 1, N/p, p), the scale discriminator nn.Conv1d on (B, C, L), torch's default
+kernels. Parameter names match hifigan's discriminators (same weight-norm and spectral-norm
+parametrisations), so they load hifigan's state with a strict load_state_dict.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from hifigan.layers import normalized
+
+SLOPE = 0.1
+
+
+def _convs_then_post(convs, conv_post, x):
+    maps = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), SLOPE)
+        maps.append(x)
+    x = conv_post(x)
+    maps.append(x)
+    return torch.flatten(x, 1, -1), maps
+
+
+class DiscriminatorP(nn.Module):
+    def __init__(self, period: int, channels=(32, 128, 512, 1024)) -> None:
+        super().__init__()
+        self.period = period
+        widths = [1, *channels]
+        convs = [nn.Conv2d(a, b, (5, 1), (3, 1), padding=(2, 0)) for a, b in zip(widths, widths[1:])]
+        convs.append(nn.Conv2d(widths[-1], widths[-1], (5, 1), 1, padding=(2, 0)))
+        self.convs = nn.ModuleList(normalized(conv, "weight") for conv in convs)
+        self.conv_post = normalized(nn.Conv2d(widths[-1], 1, (3, 1), 1, padding=(1, 0)), "weight")
+
+    def forward(self, x):
+        b, c, t = x.shape
+        if t % self.period:
+            x = F.pad(x, (0, self.period - t % self.period), "reflect")
+        return _convs_then_post(self.convs, self.conv_post, x.view(b, c, -1, self.period))
+
+
+class DiscriminatorS(nn.Module):
+    def __init__(self, norm: str, channels=(128, 128, 256, 512, 1024, 1024, 1024),
+                 groups=(1, 4, 16, 16, 16, 16, 1)) -> None:
+        super().__init__()
+        widths = [1, *channels]
+        specs = zip(widths, widths[1:], (15, 41, 41, 41, 41, 41, 5), (1, 2, 2, 4, 4, 1, 1), groups)
+        self.convs = nn.ModuleList(normalized(nn.Conv1d(a, b, k, s, groups=g, padding=(k - 1) // 2), norm)
+                                   for a, b, k, s, g in specs)
+        self.conv_post = normalized(nn.Conv1d(widths[-1], 1, 3, 1, padding=1), norm)
+
+    def forward(self, x):
+        return _convs_then_post(self.convs, self.conv_post, x)
+
+
+class MultiPeriodDiscriminator(nn.Module):
+    def __init__(self, periods=(2, 3, 5, 7, 11), channels=(32, 128, 512, 1024)) -> None:
+        super().__init__()
+        self.discriminators = nn.ModuleList(DiscriminatorP(p, channels) for p in periods)
+
+    def forward(self, y):
+        return [d(y) for d in self.discriminators]
+
+
+class MultiScaleDiscriminator(nn.Module):
+    def __init__(self, channels=(128, 128, 256, 512, 1024, 1024, 1024), groups=(1, 4, 16, 16, 16, 16, 1)) -> None:
+        super().__init__()
+        self.discriminators = nn.ModuleList(DiscriminatorS("spectral" if i == 0 else "weight", channels, groups)
+                                            for i in range(3))
+        self.meanpools = nn.ModuleList(nn.AvgPool1d(4, 2, padding=2) for _ in range(2))
+
+    def forward(self, y):
+        outputs = []
+        for i, d in enumerate(self.discriminators):
+            if i:
+                y = self.meanpools[i - 1](y)
+            outputs.append(d(y))
+        return outputs
+
+
+def reference_discriminators_from(mpd: nn.Module, msd: nn.Module, *, mpd_periods, mpd_channels, msd_channels,
+                                  msd_groups) -> tuple[nn.Module, nn.Module]:
+    """Plain copies of hifigan's discriminators with the same weights (strict load)."""
+    plain_mpd = MultiPeriodDiscriminator(mpd_periods, mpd_channels)
+    plain_msd = MultiScaleDiscriminator(msd_channels, msd_groups)
+    plain_mpd.load_state_dict(mpd.state_dict())
+    plain_msd.load_state_dict(msd.state_dict())
+    return plain_mpd.to(next(mpd.parameters()).device), plain_msd.to(next(msd.parameters()).device)
