@@ -33,6 +33,11 @@ def test_scale_discriminator_contract(length):
     assert all(len(maps) == 8 for _, maps in outputs)
 
 
+def test_period_discriminator_refuses_multichannel_audio():
+    with pytest.raises(ValueError, match=r"mono audio \(B, 1, N\), got shape \(2, 2, 100\)"):
+        MultiPeriodDiscriminator(**TINY_MPD)(torch.randn(2, 2, 100))
+
+
 def test_first_scale_is_spectral_normalised_others_weight_normalised():
     keys = set(MultiScaleDiscriminator(**TINY_MSD).state_dict())
     assert "discriminators.0.convs.0.parametrizations.weight.original" in keys
