@@ -8,23 +8,11 @@ parametrisations), so they load hifigan's state with a strict load_state_dict.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hifigan.discriminators import _run_convs as _convs_then_post  # lrelu(conv) layers, then conv_post
 from hifigan.layers import normalized
-
-SLOPE = 0.1
-
-
-def _convs_then_post(convs, conv_post, x):
-    maps = []
-    for conv in convs:
-        x = F.leaky_relu(conv(x), SLOPE)
-        maps.append(x)
-    x = conv_post(x)
-    maps.append(x)
-    return torch.flatten(x, 1, -1), maps
 
 
 class DiscriminatorP(nn.Module):
