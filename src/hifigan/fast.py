@@ -4,9 +4,14 @@ The plain generator runs each Conv1d on (B, C, L) tensors, for which oneDNN reor
 input and output to its blocked layout on every call and reaches about half the speed of a
 matrix product on this kind of CPU. This engine keeps activations channels-last as
 (B, C, 1, L) and runs 2-D convolutions with (1, K) kernels, which oneDNN computes directly in
-that layout (1.3-1.6x the eager generator for V1 here); the first activation of the K
-parallel residual blocks is computed once instead of K times, and activations and residual
-sums are done in place on fresh conv outputs.
+that layout (1.3-1.6x the eager generator for V1 here); activations and residual sums are
+done in place on fresh conv outputs.
+
+Memory (working set, measured with glibc's heap retention taken out by
+MALLOC_MMAP_THRESHOLD_=65536, MB above the loaded model): V1 128 frames 50 vs eager 43,
+693 frames 120 vs 166; V2 34 vs 29, 58 vs 62; V3 38 vs 43, 78 vs 148. What remains above eager
+at 128 frames is oneDNN's primitive cache (channels-last conv primitives are larger) and the
+DFT convs' per-group temporaries.
 
 In fp32 on CPU the wide residual-block convs (k >= 7, C * k >= 700: V1's first three stages)
 run as DFT-block convolutions (fftconv.py), which need 2.7-3.6x fewer flops; with them V1
@@ -34,6 +39,13 @@ from .generator import FINAL_LRELU_SLOPE, LRELU_SLOPE, Generator, ResBlock1, _ma
 FFT_MIN_KERNEL = 7
 FFT_MIN_WIDTH = 700
 FFT_BLOCK = 32  # as fast as 64 for these layers (within 10%), with half the temporary memory
+
+
+# Transposed convs on inputs up to this many steps (V1/V2's first upsampling of a short mel) run
+# on the plain (B, C, L) layout: as fast here, and oneDNN's channels-last path holds 8 MB more
+# temporaries for V1's 8 MB kernel (measured at 128 frames: +26 vs +18 MB; at 693 frames the
+# channels-last path is faster, 47 vs 57 ms).
+PLAIN_TRANSPOSED_MAX_LENGTH = 256
 
 
 def fft_block(in_channels: int, kernel_size: int, min_width: int | None = FFT_MIN_WIDTH) -> int | None:
@@ -116,7 +128,11 @@ class FusedConv(nn.Module):
         return _finish(out, None, residual)
 
     def _unfused(self, x: torch.Tensor, slope: float | None, residual: torch.Tensor | None) -> torch.Tensor:
-        if self.transposed:
+        if self.transposed and x.shape[-1] <= PLAIN_TRANSPOSED_MAX_LENGTH:
+            out = F.conv_transpose1d(x.squeeze(2).contiguous(), self.weight.squeeze(2), self.bias, self.stride[1],
+                                     self.padding[1], dilation=self.dilation[1])
+            out = out.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        elif self.transposed:
             out = F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, dilation=self.dilation)
         else:
             out = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
@@ -211,36 +227,38 @@ class FastGenerator(nn.Module):
         return torch.tanh(x.float()).squeeze(2).contiguous()
 
     def _stage(self, stage: int, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """The mean of a stage's K residual blocks on x (B, C, 1, L). A long x goes in chunks of
-        stage_chunk samples, each with the blocks' reach of context on both sides, so that every
-        activation stays small (22 MB each for 8 s of V1 audio otherwise):
-        the chunk's centre depends on nothing outside what it is given, so the result is exact."""
+        """The mean of a stage's K residual blocks on x (B, C, 1, L). A long x goes in equal chunks of
+        at most stage_chunk samples, each computed on a window with the blocks' reach of context on
+        both sides, so that every activation stays small (22 MB each for 8 s of V1 audio otherwise):
+        a chunk depends on nothing outside its window, so the result is exact. All windows have
+        one length (edge windows lean inwards), so oneDNN builds one primitive per conv and stage,
+        not one per chunk length (it caches them: 0.1-0.3 MB each)."""
         blocks = self.blocks[stage * self.num_kernels:(stage + 1) * self.num_kernels]
         length, reach = x.shape[-1], self.reach[stage]
-        if length <= self.stage_chunk + 2 * reach:
+        chunk = -(-length // -(-length // self.stage_chunk))  # equal chunks, none longer than stage_chunk
+        window = chunk + 2 * reach
+        if window >= length:
             return self._blocks_mean(blocks, x, mask)
         out = torch.empty_like(x)
-        for start in range(0, length, self.stage_chunk):
-            stop = min(start + self.stage_chunk, length)
-            low, high = max(0, start - reach), min(length, stop + reach)
-            part = self._blocks_mean(blocks, x[..., low:high], None if mask is None else mask[..., low:high])
+        for start in range(0, length, chunk):
+            stop = min(start + chunk, length)
+            low = min(max(0, start - reach), length - window)
+            part = self._blocks_mean(blocks, x[..., low:low + window], None if mask is None else mask[..., low:low + window])
             out[..., start:stop] = part[..., start - low:stop - low]
         return out
 
     def _blocks_mean(self, blocks: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        activated = F.leaky_relu(x, LRELU_SLOPE)  # the same first input of all K blocks
-        total = self._block(blocks[0], x, activated, mask)
+        total = self._block(blocks[0], x, mask)
         for block in blocks[1:]:
-            total = total.add_(self._block(block, x, activated, mask))
+            total = total.add_(self._block(block, x, mask))
         return total.div_(self.num_kernels)
 
-    def _block(self, convs: nn.ModuleList, x: torch.Tensor, activated: torch.Tensor,
-               mask: torch.Tensor | None) -> torch.Tensor:
-        """One residual block on x (B, C, 1, L); `activated` is leaky_relu(x)."""
+    def _block(self, convs: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """One residual block on x (B, C, 1, L). Each block computes its own leaky_relu(x) rather
+        than sharing one across the K blocks: that would keep one more activation alive throughout."""
         step = 2 if self.two_convs else 1
         for j in range(0, len(convs), step):
-            if j:
-                activated = F.leaky_relu(x, LRELU_SLOPE)
+            activated = F.leaky_relu(x, LRELU_SLOPE)
             if self.two_convs:
                 activated = _masked(convs[j](activated, slope=LRELU_SLOPE), mask)
             # Masking the sum equals adding a masked residual: x is already zero where masked.

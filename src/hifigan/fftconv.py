@@ -14,7 +14,8 @@ Every step is a real matrix product on channels-last data, so nothing reshuffles
   one [Vi; Vr; -Vi] matrix;
 - the inverse DFT produces only the m valid samples of each block, straight into the output.
 The kernel's spectrum is computed on each call (one small matrix product) instead of being
-stored: stored, it would take 1.5 * n / k times the kernel's memory (C = 256: +13 MB a conv).
+stored: stored, it would take 1.5 * n / k times the kernel's memory (C = 256: +13 MB a conv);
+a call short enough to be one group of blocks computes it a few bins at a time.
 The result equals the direct convolution to float rounding (relative error ~1e-6 in fp32).
 """
 
@@ -64,6 +65,7 @@ class FFTConv1d(nn.Module):
     """
 
     samples_per_group = 4096  # output samples per group of blocks transformed together
+    bins_per_step = 4  # frequency bins per kernel-spectrum piece when a call is a single group
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, *, dilation: int, block: int) -> None:
         super().__init__()
@@ -73,6 +75,7 @@ class FFTConv1d(nn.Module):
                              f"block={block}")
         self.kernel_size, self.dilation, self.block = kernel_size, dilation, block
         self.valid = block - kernel_size + 1  # outputs per block and phase
+        self.bins = block // 2 + 1
         signal, kernel, inverse_real, inverse_imag = _dft_matrices(block, self.valid, kernel_size)
         self.register_buffer("signal_dft", signal.float())
         self.register_buffer("kernel_dft", kernel.float())
@@ -87,11 +90,13 @@ class FFTConv1d(nn.Module):
         m, d = self.valid, self.dilation
         blocks = -(-length // (m * d))  # blocks per phase
         signal = x.permute(0, 2, 3, 1).reshape(batch, length, channels)  # a view when x is channels-last
-        stacked = self._kernel_spectrum()
-        out = x.new_empty(batch, blocks, m, d, stacked.shape[-1])  # output sample t = (block * m + j) * d + r
+        out = x.new_empty(batch, blocks, m, d, self.weight.shape[0])  # output sample t = (block * m + j) * d + r
         # A group of blocks at a time, so temporaries stay small for any length, with the blocks of
         # all phases and items in one sequence, so short phases still make full-size products.
         rows, group = batch * d * blocks, max(1, self.samples_per_group // m)
+        # Several groups share one full spectrum; a single group computes it a few bins at a time,
+        # so that no short call holds all of it (13 MB at C = 256) next to its small activations.
+        stacked = self._kernel_spectrum(0, self.bins) if rows > group else None
         for start in range(0, rows, group):
             stop = min(start + group, rows)
             parts = [(i // d, i % d, max(start - i * blocks, 0), min(stop - i * blocks, blocks))
@@ -99,7 +104,7 @@ class FFTConv1d(nn.Module):
             self._convolve_blocks(signal, parts, stacked, out)
         return out.view(batch, blocks * m * d, -1)[:, :length].unsqueeze(1).permute(0, 3, 1, 2)
 
-    def _convolve_blocks(self, signal: torch.Tensor, parts: list[tuple[int, int, int, int]], stacked: torch.Tensor,
+    def _convolve_blocks(self, signal: torch.Tensor, parts: list[tuple[int, int, int, int]], stacked: torch.Tensor | None,
                          out: torch.Tensor) -> None:
         """Blocks [first, last) of phase r of item b, for each (b, r, first, last) in parts: their
         valid outputs plus bias, written into out (B, blocks, m, d, C_out)."""
@@ -110,9 +115,20 @@ class FFTConv1d(nn.Module):
             windows = self._windows(signal[b], r, first, last)
             torch.bmm(self.signal_dft.expand(len(windows), -1, -1), windows, out=spectra[row:row + len(windows)])
             row += len(windows)
+        del windows  # the group's padded input, no longer needed: lowers the peak of what follows
         per_bin = spectra.view(count, -1, 2 * channels).transpose(0, 1)  # (bins, G, 2C): [Xr, Xi]
-        real = torch.bmm(per_bin, stacked[:, channels:]).transpose(0, 1)  # (G, bins, C_out)
-        imag = torch.bmm(per_bin, stacked[:, :2 * channels]).transpose(0, 1)
+        if stacked is not None:
+            real = torch.bmm(per_bin, stacked[:, channels:])  # (bins, G, C_out)
+            imag = torch.bmm(per_bin, stacked[:, :2 * channels])
+        else:
+            real = per_bin.new_empty(self.bins, count, self.weight.shape[0])
+            imag = torch.empty_like(real)
+            for first in range(0, self.bins, self.bins_per_step):
+                last = min(first + self.bins_per_step, self.bins)
+                part = self._kernel_spectrum(first, last)
+                torch.bmm(per_bin[first:last], part[:, channels:], out=real[first:last])
+                torch.bmm(per_bin[first:last], part[:, :2 * channels], out=imag[first:last])
+        real, imag = real.transpose(0, 1), imag.transpose(0, 1)  # (G, bins, C_out)
         b, r, first, last = parts[0]
         direct = len(parts) == 1 and out.shape[3] == 1  # the target rows are contiguous: write in place
         result = out[b, first:last, :, 0] if direct else None
@@ -138,10 +154,10 @@ class FFTConv1d(nn.Module):
         segment[inside:end] = signal[origin + inside * d:origin + (end - 1) * d + 1:d]
         return segment.unfold(0, self.block, m).transpose(1, 2)
 
-    def _kernel_spectrum(self) -> torch.Tensor:
-        """[Vi; Vr; -Vi] as (bins, 3 C_in, C_out) matrices, V = conj(rfft(weight, n)), the spectrum
-        of a cross-correlation (what Conv1d computes). Column-major, as bmm takes it."""
+    def _kernel_spectrum(self, first: int, last: int) -> torch.Tensor:
+        """Bins [first, last) of [Vi; Vr; -Vi] as (bins, 3 C_in, C_out) matrices, V = conj(rfft(weight, n)),
+        the spectrum of a cross-correlation (what Conv1d computes). Column-major, as bmm takes it."""
         out_channels, in_channels, k = self.weight.shape
-        rows = self.kernel_dft.expand(out_channels, -1, -1)
+        rows = self.kernel_dft[3 * first:3 * last].expand(out_channels, -1, -1)
         spectrum = torch.bmm(rows, self.weight.transpose(1, 2))  # (C_out, 3 * bins, C_in)
         return spectrum.view(out_channels, -1, 3 * in_channels).permute(1, 2, 0)
