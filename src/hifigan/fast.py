@@ -174,9 +174,10 @@ class FastGenerator(nn.Module):
             every conv directly.
     """
 
-    # Samples of a stage computed at a time (plus context). Measured for V1 at 693 frames: peak
-    # RSS 658-723 MB over 5 runs, against 630-985 MB unchunked (heap growth in the last stage)
-    # and 862-884 MB for the eager generator; 5% slower than unchunked (8192: 11% slower).
+    # Most samples of a stage computed at a time (plus context; chunks are equalised). Measured
+    # for V1 at 693 frames: peak RSS 658-723 MB over 5 runs, against 630-985 MB unchunked (heap
+    # growth in the last stage) and 862-884 MB for the eager generator; 5% slower than unchunked
+    # (8192: 11% slower).
     stage_chunk = 32768
 
     def __init__(self, generator: Generator, *, dtype: torch.dtype = torch.float32, fused: bool = False,
