@@ -82,3 +82,21 @@ def test_period_discriminator_equals_the_reference_conv2d_form(length):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     for a, b in zip(*grads):  # the input's gradient and every weight-norm parameter's
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride,padding,kernel_size,with_bias", [(1, 2, 5, True), (3, 2, 5, True), (2, 0, 4, False),
+                                                                   (4, 7, 15, True)])
+def test_conv1d_by_matmul_equals_conv1d(stride, padding, kernel_size, with_bias):
+    from hifigan.layers import conv1d_by_matmul
+
+    torch.manual_seed(1)
+    x = torch.randn(3, 6, 101, requires_grad=True)  # (N, C_in, L)
+    weight = torch.randn(5, 6, kernel_size, requires_grad=True)
+    bias = torch.randn(5, requires_grad=True) if with_bias else None
+    expected = torch.nn.functional.conv1d(x, weight, bias, stride, padding)
+    ours = conv1d_by_matmul(x.transpose(1, 2), weight, bias, stride=stride, padding=padding).transpose(1, 2)
+    assert ours.shape == expected.shape
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+    inputs = [x, weight] + ([bias] if with_bias else [])
+    for a, b in zip(torch.autograd.grad(ours.square().sum(), inputs), torch.autograd.grad(expected.square().sum(), inputs)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
