@@ -8,7 +8,7 @@ Attribute names (discriminators.{i}.convs.{j}, conv_post) follow the original ch
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -20,13 +20,18 @@ LRELU_SLOPE = 0.1
 DiscriminatorOutput = list[tuple[torch.Tensor, list[torch.Tensor]]]
 
 
-def _run_convs(convs: nn.ModuleList, conv_post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """lrelu(conv(x)) through `convs`, then conv_post; every output is a feature map."""
+def _call(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return conv(x)
+
+
+def _run_convs(convs: nn.ModuleList, conv_post: nn.Module, x: torch.Tensor,
+               apply: Callable[[nn.Module, torch.Tensor], torch.Tensor] = _call) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """lrelu(apply(conv, x)) through `convs`, then conv_post; every output is a feature map."""
     feature_maps = []
     for conv in convs:
-        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        x = F.leaky_relu(apply(conv, x), LRELU_SLOPE)
         feature_maps.append(x)
-    x = conv_post(x)
+    x = apply(conv_post, x)
     feature_maps.append(x)
     return torch.flatten(x, 1, -1), feature_maps
 
@@ -66,12 +71,8 @@ class PeriodDiscriminator(nn.Module):
         The feature maps are permuted views of the channels-last activations."""
         batch = audio.shape[0]
         x = audio.view(batch, -1, self.period).transpose(1, 2).reshape(batch * self.period, -1, 1)  # (B*p, N/p, 1)
-        feature_maps = []
-        for conv in self.convs:
-            x = F.leaky_relu(self._conv(conv, x), LRELU_SLOPE)
-            feature_maps.append(x)
-        feature_maps.append(self._conv(self.conv_post, x))
-        feature_maps = [m.view(batch, self.period, m.shape[1], m.shape[2]).permute(0, 3, 2, 1) for m in feature_maps]
+        _, columns = _run_convs(self.convs, self.conv_post, x, apply=self._conv)
+        feature_maps = [m.view(batch, self.period, m.shape[1], m.shape[2]).permute(0, 3, 2, 1) for m in columns]
         return torch.flatten(feature_maps[-1], 1, -1), feature_maps
 
     @staticmethod
