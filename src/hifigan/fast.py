@@ -15,7 +15,7 @@ DFT convs' per-group temporaries.
 
 In fp32 on CPU the wide residual-block convs (k >= 7, C * k >= 700: V1's first three stages)
 run as DFT-block convolutions (fftconv.py), which need 2.7-3.6x fewer flops; with them V1
-runs 1.7-2.0x the reference generator (README, Performance).
+runs 1.6-2.1x the reference generator across four measured runs (README, Performance).
 
 bf16 policy (measured on real speech against fp32, see README): the convolutions inside the
 network take bf16 inputs and weights, while conv_pre (whose input, the log-mel, loses too
