@@ -9,6 +9,11 @@ discriminators from reference_discriminators.py, same weights), each discriminat
 separately on real and generated audio with full graphs in both the discriminator and the
 generator step, same batch and precision. The two take turns, `steps` timed steps each per round;
 the table gives the median over rounds.
+
+It also counts each step's floating-point operations (torch's FlopCounterMode, one untimed step)
+and prints the rate each path reaches beside the rate of one large fp32 matrix product on the
+same CPU, which is about the most any convolution can reach there: together they bound the
+speed-up that faster kernels alone could still bring.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_discriminators import reference_discriminators_from  # noqa: E402
@@ -81,6 +87,21 @@ def timed(step, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def step_flops(step) -> float:
+    """Floating-point operations of one call of `step`, as torch counts them (matmuls, convs)."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def matmul_rate(size: int = 2048, repeats: int = 5) -> float:
+    """Best FLOP/s of a (size x size) @ (size x size) fp32 matrix product."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = min(timed(lambda: a @ b, 1) for _ in range(repeats))
+    return 2 * size ** 3 / best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["v1", "v3"])
@@ -93,8 +114,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    print(f"batch {args.batch} x {args.segment} samples, {args.threads} threads, device cpu")
-    print(f"{'preset':>7} {'precision':>9} {'reference-style (frames/s)':>27} {'hifigan (frames/s)':>19} {'ratio':>6}")
+    print(f"batch {args.batch} x {args.segment} samples, {args.threads} threads, device cpu, "
+          f"fp32 matmul {matmul_rate() / 1e9:.0f} GFLOP/s")
+    print(f"{'preset':>7} {'precision':>9} {'reference-style (frames/s)':>27} {'hifigan (frames/s)':>19} {'ratio':>6}"
+          f" {'GFLOP/step ref, ours':>21} {'GFLOP/s ref, ours':>18}")
     for preset, precision in itertools.product(args.presets, args.precisions):
         model = model_preset(preset)
         config = TrainConfig(batch_size=args.batch, segment_size=args.segment, precision=precision, num_workers=0)
@@ -105,13 +128,14 @@ def main() -> None:
         reference_step = ReferenceStep(trainer)
         paths = {"reference": lambda: reference_step(batch), "hifigan": lambda: trainer.train_step([batch])}
         seconds = {name: [] for name in paths}
-        for name, step in paths.items():
-            step()  # warm-up
+        flops = {name: step_flops(step) for name, step in paths.items()}  # also the warm-up
         for _ in range(args.rounds):  # taking turns, so drifts in machine speed hit both alike
             for name, step in paths.items():
                 seconds[name].append(timed(step, args.steps))
         reference, ours = (statistics.median(seconds[name]) for name in paths)
-        print(f"{preset:>7} {precision:>9} {frames / reference:27.1f} {frames / ours:19.1f} {reference / ours:6.2f}")
+        print(f"{preset:>7} {precision:>9} {frames / reference:27.1f} {frames / ours:19.1f} {reference / ours:6.2f}"
+              f" {flops['reference'] / 1e9:10.0f} {flops['hifigan'] / 1e9:10.0f}"
+              f" {flops['reference'] / reference / 1e9:9.0f} {flops['hifigan'] / ours / 1e9:8.0f}")
 
 
 if __name__ == "__main__":
