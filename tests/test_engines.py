@@ -4,12 +4,13 @@ import warnings
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from conftest import TINY, lively, random_mel
 from hifigan import InputError, Vocoder
 from hifigan.checkpoint import build_generator
 from hifigan.config import MelConfig, ModelConfig
-from hifigan.fast import FastGenerator, SpectralConv, cpu_bf16_supported, fft_block, onednn_available
+from hifigan.fast import FFT_MIN_MACS, FastGenerator, WideConv, cpu_bf16_supported, fft_block, onednn_available
 
 
 def tiny(version: str):
@@ -26,10 +27,10 @@ def eager(generator, mel, lengths=None):
 @pytest.mark.parametrize("fused,fft", [(True, False), (False, False), (False, True)])
 def test_fast_generator_matches_eager_fp32(version, fused, fft):
     generator, _ = tiny(version)
-    fast = FastGenerator(generator, fused=fused, fft_min_width=1 if fft else None)
+    fast = FastGenerator(generator, fused=fused, fft_min_width=1 if fft else None, fft_min_macs=0)
     assert fast.conv_pre.fused == (fused and onednn_available())
-    assert any(isinstance(conv, SpectralConv) for block in fast.blocks for conv in block) == fft
-    chunked = FastGenerator(generator, fused=fused, fft_min_width=1 if fft else None)
+    assert any(isinstance(conv, WideConv) for block in fast.blocks for conv in block) == fft
+    chunked = FastGenerator(generator, fused=fused, fft_min_width=1 if fft else None, fft_min_macs=0)
     chunked.stage_chunk = 64  # every stage in chunks of 64 samples plus context
     for mel in (random_mel(1, batch=1), random_mel(37, batch=2, seed=1)):
         out = fast(mel)
@@ -44,7 +45,7 @@ def test_fast_generator_matches_eager_fp32(version, fused, fft):
 @pytest.mark.parametrize("fft_min_width,stage_chunk", [(None, 8192), (1, 8192), (1, 100)])
 def test_fast_generator_masks_padded_batches(version, fft_min_width, stage_chunk):
     generator, _ = tiny(version)
-    fast = FastGenerator(generator, fft_min_width=fft_min_width)
+    fast = FastGenerator(generator, fft_min_width=fft_min_width, fft_min_macs=0)
     fast.stage_chunk = stage_chunk  # 100: every stage after the first runs in chunks
     short, long = random_mel(9, seed=2), random_mel(20, seed=3)
     batch = torch.full((2, 80, 20), -11.5)
@@ -60,8 +61,26 @@ def test_fft_convolutions_only_where_they_were_measured_faster():
     assert fft_block(256, 3) is None and fft_block(64, 7) is None and fft_block(32, 11) is None
     assert fft_block(512, 11, min_width=None) is None
     generator, _ = tiny("v1")
-    bf16 = FastGenerator(generator, dtype=torch.bfloat16, fft_min_width=1)
-    assert not any(isinstance(conv, SpectralConv) for block in bf16.blocks for conv in block)
+    bf16 = FastGenerator(generator, dtype=torch.bfloat16, fft_min_width=1, fft_min_macs=0)
+    assert not any(isinstance(conv, WideConv) for block in bf16.blocks for conv in block)
+
+
+def test_wide_convs_use_dft_blocks_only_on_long_enough_calls():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(64, 64, 11, dilation=3, padding=15)
+    wide = WideConv(conv, block=32, min_macs=64 * 64 * 11 * 300, dtype=torch.float32, fused=False)
+    short, long = (torch.randn(b, 64, 1, n).contiguous(memory_format=torch.channels_last)
+                   for b, n in ((1, 299), (2, 150)))
+    assert wide.path(short) is wide.direct and wide.path(long) is wide.spectral  # B * L steps decide
+    for x in (short, long):
+        expected = F.conv1d(x.squeeze(2), conv.weight, conv.bias, padding=15, dilation=3)
+        assert float((wide(x).squeeze(2) - expected).abs().max()) < 1e-4 * float(expected.abs().max())
+    # The real V1 and V2 shapes at 128 frames: V1's 256-channel k = 11 convs (1024 steps) take
+    # DFT blocks, V2's 64-channel ones (also 1024 steps) run directly.
+    v1, v2 = (WideConv(torch.nn.Conv1d(c, c, 11, padding=5), block=32, min_macs=FFT_MIN_MACS,
+                       dtype=torch.float32, fused=False) for c in (256, 64))
+    x1, x2 = (torch.zeros(1, c, 1, 1024) for c in (256, 64))
+    assert v1.path(x1) is v1.spectral and v2.path(x2) is v2.direct
 
 
 def test_bf16_policy_keeps_the_edges_fp32_and_stays_close():

@@ -14,8 +14,9 @@ at 128 frames is oneDNN's primitive cache (channels-last conv primitives are lar
 DFT convs' per-group temporaries.
 
 In fp32 on CPU the wide residual-block convs (k >= 7, C * k >= 700: V1's first three stages)
-run as DFT-block convolutions (fftconv.py), which need 2.7-3.6x fewer flops; with them V1
-runs 1.6-2.1x the reference generator across four measured runs (README, Performance).
+run as DFT-block convolutions (fftconv.py), which need 2.7-3.6x fewer flops, on inputs long
+enough to repay the DFTs' per-call costs (WideConv); with them V1 runs 1.6-2.1x the reference
+generator across four measured runs (README, Performance).
 
 bf16 policy (measured on real speech against fp32, see README): the convolutions inside the
 network take bf16 inputs and weights, while conv_pre (whose input, the log-mel, loses too
@@ -32,13 +33,19 @@ from torch.nn import functional as F
 from .fftconv import FFTConv1d
 from .generator import FINAL_LRELU_SLOPE, LRELU_SLOPE, Generator, ResBlock1, _masked, _time_mask
 
-# Which residual-block convs run as FFT convolutions (fftconv.py) on CPU in fp32: the DFTs'
+# Which residual-block convs can run as FFT convolutions (fftconv.py) on CPU in fp32: the DFTs'
 # cost per output sample grows with C, the saved matrix work with C * C * k, so the width
-# C * k decides. Measured here (V1 layers, 2 threads): 1.3-2.3x faster than direct from
-# C * k = 704 (C = 64, k = 11) up; slower for C = 32 and for k = 3.
+# C * k decides. Measured here (V1 layers, 2 threads): faster than direct from C * k = 704
+# (C = 64, k = 11) up on long inputs; slower for C = 32 and for k = 3.
 FFT_MIN_KERNEL = 7
 FFT_MIN_WIDTH = 700
 FFT_BLOCK = 32  # as fast as 64 for these layers (within 10%), with half the temporary memory
+# ... but only on calls long enough: the DFT path has per-call costs that a short input does not
+# repay. Measured per conv (2 threads, B = 1, dilations 1/3/5): C = 256 k = 11 gains 1.28x at
+# L = 1024 and loses at 512; C = 128 k = 7 breaks even at 4096 and gains 1.1-1.6x at 8192;
+# C = 64 k = 11 loses up to 5544 (0.6-0.8x) and gains 0.95-1.33x from 16384. The direct conv's
+# multiply-adds per call (B * L * C_in * C_out * k) separate the two: DFT from this many.
+FFT_MIN_MACS = 450_000_000
 
 
 # Transposed convs on inputs up to this many steps (V1/V2's first upsampling of a short mel) run
@@ -150,6 +157,25 @@ class SpectralConv(FFTConv1d):
         return _finish(super().forward(x), slope, residual)
 
 
+class WideConv(nn.Module):
+    """A residual-block conv wide enough for DFT blocks: SpectralConv on calls of at least
+    `min_macs` direct multiply-adds, FusedConv on shorter ones. Both share the conv's weight."""
+
+    def __init__(self, conv: nn.Conv1d, *, block: int, min_macs: int, dtype: torch.dtype, fused: bool) -> None:
+        super().__init__()
+        self.direct = FusedConv(conv, dtype=dtype, fused=fused)
+        self.spectral = SpectralConv(conv, block)
+        self.min_steps = -(-min_macs // (conv.in_channels * conv.out_channels * conv.kernel_size[0]))
+
+    def path(self, x: torch.Tensor) -> nn.Module:
+        """The conv that computes x (B, C, 1, L): its B * L steps decide."""
+        return self.spectral if x.shape[0] * x.shape[-1] >= self.min_steps else self.direct
+
+    def forward(self, x: torch.Tensor, slope: float | None = None,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        return self.path(x)(x, slope=slope, residual=residual)
+
+
 def _finish(out: torch.Tensor, slope: float | None, residual: torch.Tensor | None) -> torch.Tensor:
     """leaky_relu and the residual sum, in place on the conv's fresh output where dtypes allow."""
     if slope is not None:
@@ -181,7 +207,7 @@ class FastGenerator(nn.Module):
     stage_chunk = 32768
 
     def __init__(self, generator: Generator, *, dtype: torch.dtype = torch.float32, fused: bool = False,
-                 fft_min_width: int | None = FFT_MIN_WIDTH) -> None:
+                 fft_min_width: int | None = FFT_MIN_WIDTH, fft_min_macs: int = FFT_MIN_MACS) -> None:
         super().__init__()
         # Packed bf16 needs a CPU with bf16 instructions; without, torch's plain ops emulate it.
         fused = fused and onednn_available() and (dtype == torch.float32 or cpu_bf16_supported())
@@ -197,7 +223,9 @@ class FastGenerator(nn.Module):
 
         def block_conv(conv: nn.Conv1d) -> nn.Module:
             block = fft_block(conv.in_channels, conv.kernel_size[0], fft_min_width)
-            return FusedConv(conv, dtype=dtype, fused=fused) if block is None else SpectralConv(conv, block)
+            if block is None:
+                return FusedConv(conv, dtype=dtype, fused=fused)
+            return WideConv(conv, block=block, min_macs=fft_min_macs, dtype=dtype, fused=fused)
 
         self.blocks = nn.ModuleList(nn.ModuleList(block_conv(conv) for conv in self._convs(block))
                                     for block in generator.resblocks)
