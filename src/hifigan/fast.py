@@ -198,6 +198,8 @@ class FastGenerator(nn.Module):
         fft_min_width: residual-block convs with in_channels * kernel_size of at least this (and
             FFT_MIN_KERNEL taps) run as FFT convolutions when computing fp32 on CPU; None runs
             every conv directly.
+        fft_min_macs: ... on calls whose direct form needs at least this many multiply-adds
+            (B * L * C_in * C_out * k); shorter calls run directly (WideConv). 0: always.
     """
 
     # Most samples of a stage computed at a time (plus context; chunks are equalised). Measured
