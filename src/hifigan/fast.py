@@ -43,7 +43,7 @@ FFT_BLOCK = 32  # as fast as 64 for these layers (within 10%), with half the tem
 # ... but only on calls long enough: the DFT path has per-call costs that a short input does not
 # repay. Measured per conv (2 threads, B = 1, dilations 1/3/5): C = 256 k = 11 gains 1.28x at
 # L = 1024 and loses at 512; C = 128 k = 7 breaks even at 4096 and gains 1.1-1.6x at 8192;
-# C = 64 k = 11 loses up to 5544 (0.6-0.8x) and gains 0.95-1.33x from 16384. The direct conv's
+# C = 64 k = 11 loses up to 5544 (0.4-0.8x) and gains 0.95-1.33x from 16384. The direct conv's
 # multiply-adds per call (B * L * C_in * C_out * k) separate the two: DFT from this many.
 FFT_MIN_MACS = 450_000_000
 
@@ -198,8 +198,9 @@ class FastGenerator(nn.Module):
         fft_min_width: residual-block convs with in_channels * kernel_size of at least this (and
             FFT_MIN_KERNEL taps) run as FFT convolutions when computing fp32 on CPU; None runs
             every conv directly.
-        fft_min_macs: ... on calls whose direct form needs at least this many multiply-adds
-            (B * L * C_in * C_out * k); shorter calls run directly (WideConv). 0: always.
+        fft_min_macs: those convs take DFT blocks only on calls whose direct form needs at least
+            this many multiply-adds (B * L * C_in * C_out * k); shorter calls run directly
+            (WideConv). 0: on every call.
     """
 
     # Most samples of a stage computed at a time (plus context; chunks are equalised). Measured
