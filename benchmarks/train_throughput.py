@@ -7,8 +7,9 @@ Compares hifigan's Trainer.train_step with a plain eager step written the way th
 implementation does it: its own copies of the models (the generator as hifigan builds it, the
 discriminators from reference_discriminators.py, same weights), each discriminator run
 separately on real and generated audio with full graphs in both the discriminator and the
-generator step, same batch and precision. The two take turns, `steps` timed steps each per round;
-the table gives the median over rounds.
+generator step, and the reference's feature-matching loss, whose backward also runs through the
+discriminators on the real audio; same batch and precision. The two take turns, `steps` timed
+steps each per round; the table gives the median over rounds.
 
 It also counts each step's floating-point operations (torch's FlopCounterMode, one untimed step)
 and prints the rate each path reaches beside the rate of one large fp32 matrix product on the
@@ -29,15 +30,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_discriminators import reference_discriminators_from  # noqa: E402
 
 from hifigan.config import TrainConfig, model_preset  # noqa: E402
-from hifigan.losses import (LOSS_WEIGHTS, adversarial_loss, discriminator_loss,  # noqa: E402
-                            feature_matching_loss, mel_loss)
+from hifigan.losses import LOSS_WEIGHTS, adversarial_loss, discriminator_loss, mel_loss  # noqa: E402
 from hifigan.train.trainer import Trainer  # noqa: E402
+
+
+def reference_feature_loss(real: list, fake: list) -> torch.Tensor:
+    """Feature matching as the reference computes it: the same value as hifigan's
+    feature_matching_loss, but the real maps are not detached, so the backward also runs through
+    the discriminators on the real audio (into weight gradients that are zeroed before use)."""
+    return sum(torch.mean(torch.abs(r - g)) for (_, real_maps), (_, fake_maps) in zip(real, fake)
+               for r, g in zip(real_maps, fake_maps))
 
 
 class ReferenceStep:
@@ -73,7 +81,7 @@ class ReferenceStep:
             fake_out = [o for d in (self.mpd, self.msd) for o in d(fake)]
         real_mel, fake_mel = self.loss_mel(real.squeeze(1)), self.loss_mel(fake.squeeze(1).float())
         loss_g = (LOSS_WEIGHTS["adversarial"] * adversarial_loss(fake_out)
-                  + LOSS_WEIGHTS["feature_matching"] * feature_matching_loss(real_out, fake_out)
+                  + LOSS_WEIGHTS["feature_matching"] * reference_feature_loss(real_out, fake_out)
                   + LOSS_WEIGHTS["mel"] * mel_loss(real_mel, fake_mel))
         self.scaler_g.scale(loss_g).backward()
         self.scaler_g.step(self.optim_g)
@@ -87,9 +95,19 @@ def timed(step, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                        _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
+    """Each gradient of a convolution (input, weight) costs what its forward does.
+
+    Replaces torch's formula (2.13), which counts a grouped conv's weight gradient as if the conv
+    were dense: `groups` times too many (the MSD's k = 41 layers have 4 and 16 groups)."""
+    forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
 def step_flops(step) -> float:
-    """Floating-point operations of one call of `step`, as torch counts them (matmuls, convs)."""
-    with FlopCounterMode(display=False) as counter:
+    """Floating-point operations of one call of `step` (matmuls, convs and their gradients)."""
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flops}) as counter:
         step()
     return counter.get_total_flops()
 
