@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hifigan.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
+from hifigan.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator, ScaleDiscriminator
 
 TINY_MPD = dict(channels=(4, 8, 8, 16))
 TINY_MSD = dict(channels=(16, 16, 16, 16, 16, 16, 16))
@@ -84,19 +84,24 @@ def test_period_discriminator_equals_the_reference_conv2d_form(length):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("stride,padding,kernel_size,with_bias", [(1, 2, 5, True), (3, 2, 5, True), (2, 0, 4, False),
-                                                                   (4, 7, 15, True)])
-def test_conv1d_by_matmul_equals_conv1d(stride, padding, kernel_size, with_bias):
-    from hifigan.layers import conv1d_by_matmul
-
-    torch.manual_seed(1)
-    x = torch.randn(3, 6, 101, requires_grad=True)  # (N, C_in, L)
-    weight = torch.randn(5, 6, kernel_size, requires_grad=True)
-    bias = torch.randn(5, requires_grad=True) if with_bias else None
-    expected = torch.nn.functional.conv1d(x, weight, bias, stride, padding)
-    ours = conv1d_by_matmul(x.transpose(1, 2), weight, bias, stride=stride, padding=padding).transpose(1, 2)
-    assert ours.shape == expected.shape
-    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
-    inputs = [x, weight] + ([bias] if with_bias else [])
-    for a, b in zip(torch.autograd.grad(ours.square().sum(), inputs), torch.autograd.grad(expected.square().sum(), inputs)):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+def test_scale_discriminator_channels_last_layers_equal_channels_first():
+    torch.manual_seed(2)
+    layouts = {"channels-first": (False,) * 7, "mixed": (False, True, True, False, False, False, False),
+               "channels-last": (True,) * 7}
+    reference = ScaleDiscriminator(channels=(8, 16, 16, 32, 32, 32, 32), cpu_channels_last=layouts["channels-first"])
+    audio = torch.randn(2, 1, 3001, requires_grad=True)
+    loss = lambda logits, maps: logits.square().sum() + sum(m.abs().mean() for m in maps)  # noqa: E731
+    expected = reference(audio)
+    expected_grads = torch.autograd.grad(loss(*expected), [audio, *reference.parameters()])
+    for name in ("mixed", "channels-last"):
+        d = ScaleDiscriminator(channels=(8, 16, 16, 32, 32, 32, 32), cpu_channels_last=layouts[name])
+        d.load_state_dict(reference.state_dict())
+        logits, maps = d(audio)
+        assert [m.shape for m in maps] == [m.shape for m in expected[1]]
+        if name == "mixed":
+            assert not maps[1].is_contiguous() and maps[1].transpose(1, 2).is_contiguous()  # really channels-last
+        torch.testing.assert_close(logits, expected[0], rtol=1e-4, atol=1e-5)
+        for a, b in zip(maps, expected[1]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        for a, b in zip(torch.autograd.grad(loss(logits, maps), [audio, *d.parameters()]), expected_grads):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import conv1d_by_matmul, normalized
+from .layers import conv1d_channels_last, normalized
 
 LRELU_SLOPE = 0.1
 DiscriminatorOutput = list[tuple[torch.Tensor, list[torch.Tensor]]]
@@ -57,28 +57,7 @@ class PeriodDiscriminator(nn.Module):
         batch, channels, length = audio.shape
         if length % self.period:
             audio = F.pad(audio, (0, self.period - length % self.period), mode="reflect")
-        if audio.device.type == "cpu":
-            return self._columns_by_matmul(audio)
         return _run_convs(self.convs, self.conv_post, audio.view(batch, channels, -1, self.period))
-
-    def _columns_by_matmul(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The CPU path. The (k, 1) kernels never mix the p columns, so each column is a 1-D signal:
-        the B * p columns run channels-last through conv1d_by_matmul, whose backward is plain
-        matrix products (the whole MPD forward + backward ran 1.3-1.5x faster than with Conv2d on
-        this CPU; the unfolded inputs kept for the backward make the saved activations 1.8x as
-        large, 39 instead of 22 MB per 8192-sample item). GPUs keep the Conv2d layers, which
-        cuDNN runs well in less memory.
-        The feature maps are permuted views of the channels-last activations."""
-        batch = audio.shape[0]
-        x = audio.view(batch, -1, self.period).transpose(1, 2).reshape(batch * self.period, -1, 1)  # (B*p, N/p, 1)
-        _, columns = _run_convs(self.convs, self.conv_post, x, apply=self._conv)
-        feature_maps = [m.view(batch, self.period, m.shape[1], m.shape[2]).permute(0, 3, 2, 1) for m in columns]
-        return torch.flatten(feature_maps[-1], 1, -1), feature_maps
-
-    @staticmethod
-    def _conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-        """A (k, 1) Conv2d applied to channels-last columns x (B * p, H, C_in) -> (B * p, H', C_out)."""
-        return conv1d_by_matmul(x, conv.weight.squeeze(-1), conv.bias, stride=conv.stride[0], padding=conv.padding[0])
 
 
 class ScaleDiscriminator(nn.Module):
@@ -87,9 +66,13 @@ class ScaleDiscriminator(nn.Module):
     def __init__(self, *, channels: Sequence[int] = (128, 128, 256, 512, 1024, 1024, 1024),
                  groups: Sequence[int] = (1, 4, 16, 16, 16, 16, 1),
                  kernel_sizes: Sequence[int] = (15, 41, 41, 41, 41, 41, 5),
-                 strides: Sequence[int] = (1, 2, 2, 4, 4, 1, 1), norm: str = "weight") -> None:
+                 strides: Sequence[int] = (1, 2, 2, 4, 4, 1, 1), norm: str = "weight",
+                 cpu_channels_last: Sequence[bool] = (False, True, True, False, False, False, False)) -> None:
+        """cpu_channels_last: per conv, whether the CPU runs it on channels-last data
+        (conv1d_channels_last: faster for the stride-2 grouped layers, slower for the others)."""
         super().__init__()
         widths = [1, *channels]
+        self.cpu_channels_last = tuple(cpu_channels_last)
         self.convs = nn.ModuleList(
             normalized(nn.Conv1d(a, b, k, s, groups=g, padding=(k - 1) // 2), norm)
             for a, b, k, s, g in zip(widths, widths[1:], kernel_sizes, strides, groups)
@@ -97,7 +80,13 @@ class ScaleDiscriminator(nn.Module):
         self.conv_post = normalized(nn.Conv1d(widths[-1], 1, 3, 1, padding=1), norm)
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        return _run_convs(self.convs, self.conv_post, audio)
+        """audio (B, 1, N) -> logits (B, L), feature maps (B, C, N') (channels-last strides on CPU
+        where chosen)."""
+        if audio.device.type != "cpu" or not any(self.cpu_channels_last):
+            return _run_convs(self.convs, self.conv_post, audio)
+        layouts = dict(zip(self.convs, self.cpu_channels_last))
+        return _run_convs(self.convs, self.conv_post, audio,
+                          apply=lambda conv, x: conv1d_channels_last(conv, x) if layouts.get(conv) else conv(x))
 
 
 class MultiPeriodDiscriminator(nn.Module):

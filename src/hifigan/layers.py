@@ -76,19 +76,15 @@ def split_weight_norm(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return norms.reshape(ones.shape).clone(), weight.clone()
 
 
-def conv1d_by_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *,
-                     stride: int, padding: int) -> torch.Tensor:
-    """A Conv1d on channels-last input as one matrix product over the unfolded windows.
+def conv1d_channels_last(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """`conv(x)` for x (N, C_in, L), run by oneDNN as a (1, k) Conv2d on channels-last data.
 
-    x (N, L, C_in), weight (C_out, C_in, k) -> (N, L_out, C_out). The windows are copied into a
-    (N * L_out, C_in * k) matrix (k / stride times the input's size), so this suits short
-    kernels; in exchange the forward and both gradients are plain matrix products, which on CPU
-    run faster than oneDNN's convolution backward for the period discriminators' layers.
+    Returns (N, C_out, L_out) with channels-last strides; a chain of such calls copies the input
+    only once. On a 2-core AVX2 CPU this ran the scale discriminators' stride-2 grouped layers
+    (forward and both gradients) 1.5-2x faster than the channels-first Conv1d, and their stride-4
+    layers 1.2-2.4x slower, so callers choose it per layer.
     """
-    out_channels, in_channels, kernel_size = weight.shape
-    windows = F.pad(x, (0, 0, padding, padding)).unfold(1, kernel_size, stride)  # (N, L_out, C_in, k)
-    batch, length = windows.shape[:2]
-    columns = windows.reshape(batch * length, in_channels * kernel_size)
-    matrix = weight.reshape(out_channels, in_channels * kernel_size).t()
-    out = columns @ matrix if bias is None else torch.addmm(bias, columns, matrix)
-    return out.view(batch, length, out_channels)
+    x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    y = F.conv2d(x, conv.weight.unsqueeze(2), conv.bias, (1, conv.stride[0]), (0, conv.padding[0]),
+                 (1, conv.dilation[0]), conv.groups)
+    return y.squeeze(2)
