@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_discriminators import reference_discriminators_from  # noqa: E402
 
 from hifigan.config import TrainConfig, model_preset  # noqa: E402
+from hifigan.hostmemory import keep_freed_memory  # noqa: E402
 from hifigan.losses import LOSS_WEIGHTS, adversarial_loss, discriminator_loss, mel_loss  # noqa: E402
 from hifigan.train.trainer import Trainer  # noqa: E402
 
@@ -129,11 +130,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="glibc's default allocator settings instead of what `hifigan train` sets on CPU")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    allocator = "glibc default" if args.system_malloc or not keep_freed_memory() else "freed memory kept"
     rng = np.random.default_rng(0)
     print(f"batch {args.batch} x {args.segment} samples, {args.threads} threads, device cpu, "
-          f"fp32 matmul {matmul_rate() / 1e9:.0f} GFLOP/s")
+          f"fp32 matmul {matmul_rate() / 1e9:.0f} GFLOP/s, malloc: {allocator} (both paths)")
     print(f"{'preset':>7} {'precision':>9} {'reference-style (frames/s)':>27} {'hifigan (frames/s)':>19} {'ratio':>6}"
           f" {'GFLOP/step ref, ours':>21} {'GFLOP/s ref, ours':>18}")
     for preset, precision in itertools.product(args.presets, args.precisions):

@@ -140,6 +140,9 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--preset", default="v1", help="v1/v2/v3, a rate (16k/24k/44k/48k) or both (v2-24k)")
     run.add_argument("--train-config", help="JSON of training settings (TrainConfig fields)")
     run.add_argument("--device", default="cpu")
+    run.add_argument("--system-malloc", action="store_true",
+                     help="keep glibc's default allocator settings (by default a CPU run keeps freed memory "
+                          "for reuse: no page faults per step, memory stays at its peak)")
     options = parser.add_argument_group("training settings (override --train-config)")
     for flag, (_, kind) in TRAIN_OPTIONS.items():
         options.add_argument(flag, type=kind, default=None)
@@ -174,7 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model, train_config, overrides, train_set, valid_set = _training_inputs(args)
     resume = args.run_dir if args.resume == "" else args.resume
     state = train(model, train_config, args.run_dir, train_set, valid_set, device=args.device, resume=resume,
-                  overrides=overrides)
+                  overrides=overrides, tune_malloc=not args.system_malloc)
     print(f"stopped at step {state.step}, epoch {state.epoch}; checkpoints in {args.run_dir}/checkpoints")
     return 0
 
@@ -185,7 +188,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     model, train_config, overrides, train_set, valid_set = _training_inputs(args, mels=args.mels)
     state = train(model, train_config, args.run_dir, train_set, valid_set, device=args.device, init=args.init,
                   keep_optimizers=args.keep_optimizer, lr_scale=args.lr_scale, overrides=overrides,
-                  mel_framing=args.mel_framing)
+                  mel_framing=args.mel_framing, tune_malloc=not args.system_malloc)
     print(f"stopped at step {state.step}; checkpoints in {args.run_dir}/checkpoints")
     return 0
 

@@ -12,6 +12,7 @@ from ..checkpoint import Checkpoint, NATIVE_FORMAT, read_native, safe_load, weig
 from ..config import ModelConfig, TrainConfig
 from ..data import Example
 from ..errors import CheckpointError
+from ..hostmemory import keep_freed_memory
 from .distributed import init_from_env, shutdown
 from .trainer import RunState, Trainer
 
@@ -51,15 +52,19 @@ def _foreign(path: str | Path) -> Checkpoint:
 def train(model: ModelConfig, train_config: TrainConfig, run_dir: str | Path, train_examples: Sequence[Example],
           valid_examples: Sequence[Example] = (), *, device: str = "cpu", resume: str | Path | None = None,
           init: str | Path | None = None, keep_optimizers: bool = False, lr_scale: float = 1.0,
-          overrides: dict | None = None, mel_framing: str = "reference", progress: bool = True) -> RunState:
+          overrides: dict | None = None, mel_framing: str = "reference", progress: bool = True,
+          tune_malloc: bool = True) -> RunState:
     """Train (or fine-tune, with `init`) and return the final state; works under torchrun.
 
     resume: a run folder or native training checkpoint (continues exactly: its configs win, except
     `overrides` such as max_steps), or an original g_ / DLE generator file whose training half sits beside it.
     init: a pretrained generator (any format or registered name) to start from; its discriminators and
     (with keep_optimizers, scaled by lr_scale) optimiser states come along when the checkpoint has them.
+    tune_malloc: on CPU, keep freed memory for reuse (hostmemory.keep_freed_memory); process-wide.
     """
     dist, chosen = init_from_env(device)
+    if tune_malloc and chosen.type == "cpu":
+        keep_freed_memory()
     try:
         native = _load_if_training(Path(resume)) if resume is not None and Path(resume).exists() else None
         if native is not None:
