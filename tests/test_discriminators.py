@@ -105,3 +105,8 @@ def test_scale_discriminator_channels_last_layers_equal_channels_first():
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
         for a, b in zip(torch.autograd.grad(loss(logits, maps), [audio, *d.parameters()]), expected_grads):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_scale_discriminator_refuses_a_layout_per_conv_mismatch():
+    with pytest.raises(ValueError, match="cpu_channels_last has 2 entries for 7 convs"):
+        ScaleDiscriminator(cpu_channels_last=(True, False))

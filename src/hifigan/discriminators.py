@@ -72,6 +72,8 @@ class ScaleDiscriminator(nn.Module):
         (conv1d_channels_last: faster for the stride-2 grouped layers, slower for the others)."""
         super().__init__()
         widths = [1, *channels]
+        if len(cpu_channels_last) != len(channels):
+            raise ValueError(f"cpu_channels_last has {len(cpu_channels_last)} entries for {len(channels)} convs")
         self.cpu_channels_last = tuple(cpu_channels_last)
         self.convs = nn.ModuleList(
             normalized(nn.Conv1d(a, b, k, s, groups=g, padding=(k - 1) // 2), norm)

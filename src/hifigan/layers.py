@@ -80,7 +80,7 @@ def conv1d_channels_last(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     """`conv(x)` for x (N, C_in, L), run by oneDNN as a (1, k) Conv2d on channels-last data.
 
     Returns (N, C_out, L_out) with channels-last strides; a chain of such calls copies the input
-    only once. On a 2-core AVX2 CPU this ran the scale discriminators' stride-2 grouped layers
+    only once. On a 2-core AVX-512 CPU this ran the scale discriminators' stride-2 grouped layers
     (forward and both gradients) 1.5-2x faster than the channels-first Conv1d, and their stride-4
     layers 1.2-2.4x slower, so callers choose it per layer.
     """
