@@ -32,6 +32,8 @@ def _faults(mode: str) -> int:
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
 def test_kept_memory_is_reused_without_page_faults():
     default, kept = _faults("default"), _faults("keep")
-    assert default > 5 * 16384 * 0.9  # glibc maps a 64 MB block afresh every time: 16384 pages each
-    assert kept < 1000
+    # glibc maps a 64 MB block afresh every time: 16384 faults each with 4 kB pages (fewer with
+    # transparent huge pages); kept, the same block is reused and faults no more
+    assert default > 0
+    assert kept <= default // 10 and kept < 1000
 
