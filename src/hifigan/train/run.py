@@ -63,9 +63,9 @@ def train(model: ModelConfig, train_config: TrainConfig, run_dir: str | Path, tr
     tune_malloc: on CPU, keep freed memory for reuse (hostmemory.keep_freed_memory); process-wide.
     """
     dist, chosen = init_from_env(device)
-    if tune_malloc and chosen.type == "cpu":
-        keep_freed_memory()
     try:
+        if tune_malloc and chosen.type == "cpu":
+            keep_freed_memory()
         native = _load_if_training(Path(resume)) if resume is not None and Path(resume).exists() else None
         if native is not None:
             model = ModelConfig.from_dict(native["config"])
