@@ -10,7 +10,8 @@ from conftest import TINY, lively, random_mel
 from hifigan import InputError, Vocoder
 from hifigan.checkpoint import build_generator
 from hifigan.config import MelConfig, ModelConfig
-from hifigan.fast import FFT_MIN_MACS, FastGenerator, WideConv, cpu_bf16_supported, fft_block, onednn_available
+from hifigan.fast import (FFT_MIN_MACS, FastGenerator, WideConv, cpu_bf16_slower_than_fp32, cpu_bf16_supported,
+                          fft_block, onednn_available)
 
 
 def tiny(version: str):
@@ -116,6 +117,7 @@ def test_every_backend_in_fp32_matches_eager(backend, tolerance):
 
 def test_bf16_uses_the_fast_path_only_where_the_cpu_has_it(monkeypatch):
     generator, config = tiny("v1")
+    monkeypatch.setattr("hifigan.engines.cpu_bf16_slower_than_fp32", lambda: False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         vocoder = Vocoder(generator, config, precision="bf16")
@@ -125,6 +127,26 @@ def test_bf16_uses_the_fast_path_only_where_the_cpu_has_it(monkeypatch):
     forced = Vocoder(generator, config, precision="bf16")  # as on an AMX machine
     assert forced.precision == "bf16" and forced.engine.blocks[0][0].dtype == torch.bfloat16
     assert forced(random_mel(4)).shape == (1, 4 * 256)
+
+
+def test_bf16_on_a_cpu_where_it_is_slower_still_runs_bf16_and_says_so(monkeypatch):
+    generator, config = tiny("v1")
+    monkeypatch.setattr("hifigan.engines.cpu_bf16_supported", lambda: True)
+    monkeypatch.setattr("hifigan.engines.cpu_bf16_slower_than_fp32", lambda: True)
+    with pytest.warns(UserWarning, match="bf16 runs slower than fp32 on this CPU"):
+        vocoder = Vocoder(generator, config, precision="bf16")
+    assert vocoder.precision == "bf16" and vocoder.engine.blocks[0][0].dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("vendor,flags,slower", [
+    ("GenuineIntel", "avx512f avx512_bf16 avx512_fp16", True),             # AVX512-BF16, no AMX
+    ("GenuineIntel", "avx512f avx512_bf16 amx_tile amx_bf16 amx_int8", False),  # AMX
+    ("AuthenticAMD", "avx512f avx512_bf16", False),                         # Zen 4: bf16 is faster
+    ("GenuineIntel", "avx2 fma", False),                                     # no bf16 at all
+])
+def test_which_cpus_run_bf16_slower_than_fp32(vendor, flags, slower):
+    cpuinfo = f"processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: fpu sse {flags}\n"
+    assert cpu_bf16_slower_than_fp32(cpuinfo) is slower
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -19,7 +19,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .errors import InputError
-from .fast import FastGenerator, cpu_bf16_supported
+from .fast import FastGenerator, cpu_bf16_slower_than_fp32, cpu_bf16_supported
 from .generator import Generator
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -45,6 +45,9 @@ def effective_precision(precision: str, device: torch.device, backend: str = "to
     if device.type != "cpu" or precision == "fp32":
         return precision
     if precision == "bf16" and cpu_bf16_supported():
+        if cpu_bf16_slower_than_fp32():
+            warnings.warn("bf16 runs slower than fp32 on this CPU (Intel AVX512-BF16 without AMX); "
+                          "precision='fp32' is faster here and exact", stacklevel=3)
         return precision
     reason = ("this CPU has no native bf16 (AVX512-BF16 or AMX)" if precision == "bf16"
               else "fp16 has no fast path on CPUs")
