@@ -33,7 +33,8 @@ from reference_generator import reference_from  # noqa: E402
 from hifigan import Vocoder  # noqa: E402
 from hifigan.audio import load_audio  # noqa: E402
 from hifigan.bench import load_bench_vocoder  # noqa: E402
-from hifigan.fast import FastGenerator, cpu_bf16_supported  # noqa: E402
+from hifigan.device import cpu_bf16_supported  # noqa: E402
+from hifigan.fast import FastGenerator  # noqa: E402
 
 PATHS = [("eager", "fp32"), ("torch", "fp32"), ("compile", "fp32"), ("onnxruntime", "fp32"),
          ("openvino", "fp32"), ("torch", "bf16"), ("openvino", "bf16")]

@@ -10,8 +10,8 @@ from conftest import TINY, lively, random_mel
 from hifigan import InputError, Vocoder
 from hifigan.checkpoint import build_generator
 from hifigan.config import MelConfig, ModelConfig
-from hifigan.fast import (FFT_MIN_MACS, FastGenerator, WideConv, cpu_bf16_slower_than_fp32, cpu_bf16_supported,
-                          fft_block, onednn_available)
+from hifigan.device import cpu_bf16_slower_than_fp32, cpu_bf16_supported
+from hifigan.fast import FFT_MIN_MACS, FastGenerator, WideConv, fft_block, onednn_available
 
 
 def tiny(version: str):

@@ -12,6 +12,7 @@ from hifigan import formats
 from hifigan.checkpoint import Checkpoint, TrainingState
 from hifigan.cli import main
 from hifigan.config import V1, MelConfig, ModelConfig, TrainConfig
+from hifigan.device import cpu_bf16_supported
 from hifigan.data import Example, audio_files, collate
 from hifigan.train.run import export_generator, read_training_checkpoint, train
 from hifigan.train.trainer import Trainer, TrainingDiverged
@@ -111,18 +112,38 @@ def test_divergence_guard_stops_and_keeps_the_last_good_checkpoint(clips, tmp_pa
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_mixed_precision_steps(clips, tmp_path, precision):
+def test_mixed_precision_steps(clips, tmp_path, precision, monkeypatch):
+    monkeypatch.setattr("hifigan.train.trainer.cpu_bf16_slower_than_fp32", lambda: False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         folder = run(tmp_path, precision, clips, max_steps=2, precision=precision)
-    slow_fp16 = [w for w in caught if "fp16 training on the CPU" in str(w.message)]
-    assert len(slow_fp16) == (precision == "fp16")
+    slow = [str(w.message) for w in caught if "precision fp32 is faster here" in str(w.message)]
+    assert len(slow) == (precision == "fp16" or not cpu_bf16_supported())
+    assert all("fp16 training on the CPU" in message for message in slow) or precision == "bf16"
     _, obj = weights(folder)
     assert obj["state"]["step"] == 2 and all(torch.isfinite(v).all() for v in obj["generator"].values())
     records = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(r["loss_g"]) and np.isfinite(r["mel"]) for r in records if "loss_g" in r)
     if precision == "fp16":
         assert obj["scaler_g"] and obj["scaler_d"]  # separate scalers, saved for resume
+
+
+@pytest.mark.parametrize("precision,native,slower,expected", [
+    ("fp32", False, False, None), ("bf16", True, False, None),
+    ("bf16", True, True, "bf16 trains slower than fp32"), ("bf16", False, False, "no native bf16"),
+    ("fp16", True, False, "slow fp16 convolution backward"),
+])
+def test_precisions_slower_than_fp32_on_this_cpu_are_named(monkeypatch, precision, native, slower, expected):
+    import hifigan.train.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "cpu_bf16_supported", lambda: native)
+    monkeypatch.setattr(trainer_module, "cpu_bf16_slower_than_fp32", lambda: slower)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer_module._warn_if_slow_on_cpu(precision)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == (expected is not None)
+    assert expected is None or (expected in messages[0] and messages[0].endswith("precision fp32 is faster here"))
 
 
 def test_logs_checkpoints_and_export(clips, tmp_path):

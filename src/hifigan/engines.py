@@ -19,7 +19,8 @@ from torch import nn
 
 from .config import ModelConfig
 from .errors import InputError
-from .fast import FastGenerator, cpu_bf16_slower_than_fp32, cpu_bf16_supported
+from .device import cpu_bf16_slower_than_fp32, cpu_bf16_supported
+from .fast import FastGenerator
 from .generator import Generator
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -26,12 +26,11 @@ to bf16 gave 24-31 dB SNR against fp32 on LJSpeech clips; this policy gave 31.7-
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .device import cpu_bf16_supported
 from .fftconv import FFTConv1d
 from .generator import FINAL_LRELU_SLOPE, LRELU_SLOPE, Generator, ResBlock1, _masked, _time_mask
 
@@ -71,30 +70,6 @@ def onednn_available() -> bool:
         hasattr(ops, name) for name in ("_convolution_pointwise", "_reorder_convolution_weight",
                                         "_convolution_transpose_pointwise",
                                         "_reorder_convolution_transpose_weight"))
-
-
-def cpu_bf16_supported() -> bool:
-    """True when this CPU computes bf16 convolutions natively (AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def cpu_bf16_slower_than_fp32(cpuinfo: str | None = None) -> bool:
-    """True on Intel CPUs with AVX512-BF16 but no AMX tiles, where bf16 convolutions run slower
-    than fp32 ones: on a 2-core Xeon with AVX-512 (BF16, FP16) and no AMX, oneDNN's bf16 convs
-    ran 0.6-0.75x the fp32 ones and the bf16 V1 generator 0.54x our fp32 path, while an AMD EPYC
-    with AVX512-BF16 ran bf16 1.4-2x faster than fp32. `cpuinfo` defaults to /proc/cpuinfo
-    (False where it cannot be read)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
-                      if line.startswith("flags")), []))
-    return "GenuineIntel" in cpuinfo and "avx512_bf16" in flags and "amx_bf16" not in flags
 
 
 class FusedConv(nn.Module):

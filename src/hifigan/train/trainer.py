@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..checkpoint import NATIVE_FORMAT, NATIVE_VERSION, build_generator, save_checkpoint
 from ..config import ModelConfig, TrainConfig
+from ..device import cpu_bf16_slower_than_fp32, cpu_bf16_supported
 from ..data import Example, SegmentDataset, collate
 from ..discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
 from ..errors import ConfigError, HifiganError
@@ -61,6 +62,22 @@ def _split(outputs, count: int):
     return real, fake
 
 
+def _warn_if_slow_on_cpu(precision: str) -> None:
+    """Reduced precisions that train slower than fp32 on this CPU (measured with torch 2.13)."""
+    if precision == "fp16":
+        # An AVX512-FP16 Xeon: the reference MSD's conv backward passes took 2-8 s each in fp16
+        # against 0.02-0.12 s in fp32 or bf16.
+        reason = "fp16 training on the CPU runs torch's slow fp16 convolution backward (about 100x fp32)"
+    elif precision == "bf16" and not cpu_bf16_supported():
+        reason = "this CPU has no native bf16 (AVX512-BF16 or AMX): emulated, it ran 0.4-0.5 frames/s on an AVX2 VM"
+    elif precision == "bf16" and cpu_bf16_slower_than_fp32():
+        # benchmarks/train_throughput.py on such a Xeon: v1 10.9 vs 14.6 frames/s, v3 15.4 vs 18.0.
+        reason = "bf16 trains slower than fp32 on this CPU (Intel AVX512-BF16 without AMX)"
+    else:
+        return
+    warnings.warn(f"{reason}; precision fp32 is faster here", stacklevel=3)
+
+
 @dataclasses.dataclass
 class RunState:
     step: int = 0
@@ -91,12 +108,9 @@ class Trainer:
         self.optim_d = torch.optim.AdamW(itertools.chain(self.msd.parameters(), self.mpd.parameters()), **adam)
         self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.optim_g, gamma=train.lr_decay)
         self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.optim_d, gamma=train.lr_decay)
+        if self.device.type == "cpu":
+            _warn_if_slow_on_cpu(train.precision)
         fp16 = train.precision == "fp16"
-        if fp16 and self.device.type == "cpu":
-            # Measured on an AVX512-FP16 Xeon (torch 2.13): the reference MSD's conv backward passes
-            # took 2-8 s each in fp16 against 0.02-0.12 s in fp32 or bf16.
-            warnings.warn("fp16 training on the CPU runs torch's slow fp16 convolution backward "
-                          "(about 100x fp32); fp16 is meant for CUDA, use bf16 on CPUs", stacklevel=2)
         self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
         mel_settings = dataclasses.asdict(model.mel)
