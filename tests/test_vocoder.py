@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -139,3 +142,22 @@ def test_long_lists_are_split_into_bounded_batches(vocoder, monkeypatch):
 def test_unavailable_or_unknown_device(vocoder, device, message):
     with pytest.raises(InputError, match=message):
         Vocoder(vocoder.generator, vocoder.config, device=device)
+
+
+def test_vocoding_mels_never_loads_the_mel_front_end():
+    """librosa's filterbank pulls in numba (about 1 s and 127 MB); only audio -> mel needs it."""
+    script = """
+import dataclasses, sys, torch
+from hifigan import Vocoder
+from hifigan.checkpoint import build_generator
+from hifigan.config import V1, MelConfig, ModelConfig
+config = ModelConfig(mel=MelConfig(), generator=dataclasses.replace(V1, upsample_initial_channel=16))
+vocoder = Vocoder(build_generator(config, weight_norm=False), config)
+vocoder(torch.zeros(1, 80, 4))
+print("numba" in sys.modules)
+vocoder.mel_spectrogram(torch.zeros(1024))
+print("numba" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True"]
