@@ -1,7 +1,12 @@
+import subprocess
+import sys
+
 import pytest
 import torch
+from torch import nn
 
 from hifigan.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator, ScaleDiscriminator
+from hifigan.layers import hangs_in_cpu_fp16
 
 TINY_MPD = dict(channels=(4, 8, 8, 16))
 TINY_MSD = dict(channels=(16, 16, 16, 16, 16, 16, 16))
@@ -110,3 +115,39 @@ def test_scale_discriminator_channels_last_layers_equal_channels_first():
 def test_scale_discriminator_refuses_a_layout_per_conv_mismatch():
     with pytest.raises(ValueError, match="cpu_channels_last has 2 entries for 7 convs"):
         ScaleDiscriminator(cpu_channels_last=(True, False))
+
+
+def test_tiny_depthwise_scale_discriminator_trains_in_cpu_fp16():
+    """oneDNN 3.12 hangs building fp16 depthwise convs of <= 16 channels with k >= 15 on
+    AVX512-FP16 CPUs; such convs run in fp32. In a child process, so a hang fails the test."""
+    script = """
+import torch
+from hifigan.discriminators import MultiScaleDiscriminator
+torch.manual_seed(0)
+msd = MultiScaleDiscriminator(channels=(16,) * 7)
+audio = torch.randn(2, 1, 2048, requires_grad=True)
+with torch.autocast("cpu", dtype=torch.float16):
+    outputs = msd(audio)
+loss = sum(logits.float().square().mean() for logits, _ in outputs)
+loss.backward()
+dtypes = {str(m.dtype) for _, maps in outputs for m in maps}
+print(bool(torch.isfinite(loss)), bool(torch.isfinite(audio.grad).all()), sorted(dtypes))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:2] == ["True", "True"]
+    assert "torch.float16" in result.stdout  # the other convs still ran in fp16
+
+
+def test_only_small_depthwise_wide_kernels_leave_cpu_fp16():
+    x16 = torch.zeros(1, 16, 64, dtype=torch.float16)
+    assert hangs_in_cpu_fp16(nn.Conv1d(16, 16, 41, groups=16), x16)
+    assert hangs_in_cpu_fp16(nn.Conv1d(8, 8, 15, groups=8), x16[:, :8])
+    assert not hangs_in_cpu_fp16(nn.Conv1d(16, 16, 13, groups=16), x16)
+    assert not hangs_in_cpu_fp16(nn.Conv1d(32, 32, 41, groups=32), torch.zeros(1, 32, 64, dtype=torch.float16))
+    assert not hangs_in_cpu_fp16(nn.Conv1d(16, 16, 41, groups=4), x16)
+    assert not hangs_in_cpu_fp16(nn.Conv1d(16, 16, 41, groups=16), x16.float())
+    with torch.autocast("cpu", dtype=torch.float16):
+        assert hangs_in_cpu_fp16(nn.Conv1d(16, 16, 41, groups=16), x16.float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not hangs_in_cpu_fp16(nn.Conv1d(16, 16, 41, groups=16), x16.float())

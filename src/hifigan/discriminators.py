@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import conv1d_channels_last, normalized
+from .layers import conv1d_channels_last, conv1d_in_fp32, hangs_in_cpu_fp16, normalized
 
 LRELU_SLOPE = 0.1
 DiscriminatorOutput = list[tuple[torch.Tensor, list[torch.Tensor]]]
@@ -84,11 +84,16 @@ class ScaleDiscriminator(nn.Module):
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """audio (B, 1, N) -> logits (B, L), feature maps (B, C, N') (channels-last strides on CPU
         where chosen)."""
-        if audio.device.type != "cpu" or not any(self.cpu_channels_last):
+        if audio.device.type != "cpu":
             return _run_convs(self.convs, self.conv_post, audio)
         layouts = dict(zip(self.convs, self.cpu_channels_last))
-        return _run_convs(self.convs, self.conv_post, audio,
-                          apply=lambda conv, x: conv1d_channels_last(conv, x) if layouts.get(conv) else conv(x))
+
+        def apply(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+            if hangs_in_cpu_fp16(conv, x):
+                return conv1d_in_fp32(conv, x)
+            return conv1d_channels_last(conv, x) if layouts.get(conv) else conv(x)
+
+        return _run_convs(self.convs, self.conv_post, audio, apply=apply)
 
 
 class MultiPeriodDiscriminator(nn.Module):

@@ -88,3 +88,19 @@ def conv1d_channels_last(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     y = F.conv2d(x, conv.weight.unsqueeze(2), conv.bias, (1, conv.stride[0]), (0, conv.padding[0]),
                  (1, conv.dilation[0]), conv.groups)
     return y.squeeze(2)
+
+
+def hangs_in_cpu_fp16(conv: nn.Conv1d, x: torch.Tensor) -> bool:
+    """True for a conv that oneDNN 3.12 (torch 2.13) may never finish building in fp16 on CPUs
+    with AVX512-FP16: a depthwise conv of at most 16 channels with a kernel of 15 or more (seen
+    hanging on an Intel Xeon; 24 or more channels, or k <= 14, ran)."""
+    fp16 = x.dtype == torch.float16 or (torch.is_autocast_enabled("cpu")
+                                        and torch.get_autocast_dtype("cpu") == torch.float16)
+    return (x.device.type == "cpu" and fp16 and conv.groups == conv.in_channels == conv.out_channels <= 16
+            and conv.kernel_size[0] >= 15)
+
+
+def conv1d_in_fp32(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """`conv(x)` computed in fp32 outside autocast (its parameters' dtype), returned in x's dtype."""
+    with torch.autocast(x.device.type, enabled=False):
+        return conv(x.to(conv.weight.dtype)).to(x.dtype)
