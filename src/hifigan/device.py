@@ -37,8 +37,8 @@ def cpu_bf16_slower_than_fp32(cpuinfo: str | None = None) -> bool:
     """True on Intel CPUs with AVX512-BF16 but no AMX tiles, where bf16 convolutions run slower
     than fp32 ones: on a 2-core Xeon with AVX-512 (BF16, FP16) and no AMX, oneDNN's bf16 convs
     ran 0.61-0.98x the fp32 ones and the bf16 V1 generator 0.53-0.54x our fp32 path, while on an
-    AMD EPYC with AVX512-BF16 the bf16 V1 generator ran 1.6-1.7x our fp32 path. `cpuinfo` defaults to /proc/cpuinfo
-    (False where it cannot be read)."""
+    AMD EPYC with AVX512-BF16 the bf16 V1 generator ran 1.6-1.7x our fp32 path.
+    `cpuinfo` defaults to /proc/cpuinfo (False where it cannot be read)."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()

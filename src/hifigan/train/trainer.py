@@ -25,8 +25,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..checkpoint import NATIVE_FORMAT, NATIVE_VERSION, build_generator, save_checkpoint
 from ..config import ModelConfig, TrainConfig
-from ..device import cpu_bf16_slower_than_fp32, cpu_bf16_supported
 from ..data import Example, SegmentDataset, collate
+from ..device import cpu_bf16_slower_than_fp32, cpu_bf16_supported
 from ..discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
 from ..errors import ConfigError, HifiganError
 from ..losses import LOSS_WEIGHTS, discriminator_loss, generator_loss
