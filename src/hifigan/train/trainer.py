@@ -242,9 +242,16 @@ class Trainer:
         self._apply(self.optim_g, self.scaler_g, self.generator.parameters())
         self.state.bad_steps = 0
         if self.train.lr_decay_every == "step":
+            self._decay_learning_rates()
+        return {"loss_d": d_loss, "loss_g": g_loss, **terms}
+
+    def _decay_learning_rates(self) -> None:
+        # An fp16 scaler skips the optimiser step while its scale overflows (the first steps of a
+        # run); torch then warns that the scheduler stepped first, which is intended here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
             self.sched_g.step()
             self.sched_d.step()
-        return {"loss_d": d_loss, "loss_g": g_loss, **terms}
 
     def _skip(self, which: str) -> None:
         self.optim_d.zero_grad(set_to_none=True)
@@ -289,8 +296,7 @@ class Trainer:
                 self.state.epoch += 1
                 self.state.batch_in_epoch = 0
                 if self.train.lr_decay_every == "epoch":
-                    self.sched_g.step()
-                    self.sched_d.step()
+                    self._decay_learning_rates()
         if bar is not None:
             bar.close()
         self.save()
