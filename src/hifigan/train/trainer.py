@@ -65,9 +65,9 @@ def _split(outputs, count: int):
 def _warn_if_slow_on_cpu(precision: str) -> None:
     """Reduced precisions that train slower than fp32 on this CPU (measured with torch 2.13)."""
     if precision == "fp16":
-        # An AVX512-FP16 Xeon: the reference MSD's conv backward passes took 2-8 s each in fp16
-        # against 0.02-0.12 s in fp32 or bf16.
-        reason = "fp16 training on the CPU runs torch's slow fp16 convolution backward (about 100x fp32)"
+        # An AVX512-FP16 Xeon, batch 2: the reference MSD's conv backward passes took 2.0-8.2 s
+        # each in fp16 against 0.02-0.12 s in fp32 or bf16 (all but the first layer).
+        reason = "fp16 training on the CPU runs torch's slow fp16 convolution backward (60-190x fp32)"
     elif precision == "bf16" and not cpu_bf16_supported():
         reason = "this CPU has no native bf16 (AVX512-BF16 or AMX): emulated, it ran 0.4-0.5 frames/s on an AVX2 VM"
     elif precision == "bf16" and cpu_bf16_slower_than_fp32():
