@@ -12,8 +12,8 @@ from hifigan import formats
 from hifigan.checkpoint import Checkpoint, TrainingState
 from hifigan.cli import main
 from hifigan.config import V1, MelConfig, ModelConfig, TrainConfig
-from hifigan.device import cpu_bf16_supported
 from hifigan.data import Example, audio_files, collate
+from hifigan.device import cpu_bf16_supported
 from hifigan.train.run import export_generator, read_training_checkpoint, train
 from hifigan.train.trainer import Trainer, TrainingDiverged
 
