@@ -51,8 +51,9 @@ class MultiPeriodDiscriminator(nn.Module):
         super().__init__()
         self.discriminators = nn.ModuleList(DiscriminatorP(p, channels) for p in periods)
 
-    def forward(self, y):
-        return [d(y) for d in self.discriminators]
+    def forward(self, y, y_hat):
+        return _real_then_generated(self.discriminators, [y] * len(self.discriminators),
+                                    [y_hat] * len(self.discriminators))
 
 
 class MultiScaleDiscriminator(nn.Module):
@@ -62,13 +63,23 @@ class MultiScaleDiscriminator(nn.Module):
                                             for i in range(3))
         self.meanpools = nn.ModuleList(nn.AvgPool1d(4, 2, padding=2) for _ in range(2))
 
-    def forward(self, y):
-        outputs = []
-        for i, d in enumerate(self.discriminators):
-            if i:
-                y = self.meanpools[i - 1](y)
-            outputs.append(d(y))
-        return outputs
+    def forward(self, y, y_hat):
+        ys, y_hats = [y], [y_hat]
+        for pool in self.meanpools:
+            ys.append(pool(ys[-1]))
+            y_hats.append(pool(y_hats[-1]))
+        return _real_then_generated(self.discriminators, ys, y_hats)
+
+
+def _real_then_generated(discriminators, ys, y_hats):
+    """The original's return value (y_d_rs, y_d_gs, fmap_rs, fmap_gs); each sub-discriminator
+    runs on its real input, then on its generated one (the order spectral norm's power iteration sees)."""
+    y_d_rs, y_d_gs, fmap_rs, fmap_gs = [], [], [], []
+    for d, y, y_hat in zip(discriminators, ys, y_hats):
+        for logits, fmaps, (y_d, fmap) in ((y_d_rs, fmap_rs, d(y)), (y_d_gs, fmap_gs, d(y_hat))):
+            logits.append(y_d)
+            fmaps.append(fmap)
+    return y_d_rs, y_d_gs, fmap_rs, fmap_gs
 
 
 def reference_discriminators_from(mpd: nn.Module, msd: nn.Module, *, mpd_periods, mpd_channels, msd_channels,

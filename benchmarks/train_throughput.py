@@ -3,13 +3,13 @@
 python benchmarks/train_throughput.py [--presets v1 v3] [--batch 4] [--segment 8192] [--precisions fp32 bf16]
     [--steps 3] [--rounds 3] [--threads 2]
 
-Compares hifigan's Trainer.train_step with a plain eager step written the way the reference
-implementation does it: its own copies of the models (the generator as hifigan builds it, the
-discriminators from reference_discriminators.py, same weights), each discriminator run
-separately on real and generated audio with full graphs in both the discriminator and the
-generator step, and the reference's feature-matching loss, whose backward also runs through the
-discriminators on the real audio; same batch and precision. The two take turns, `steps` timed
-steps each per round; the table gives the median over rounds.
+Compares hifigan's Trainer.train_step with the original train.py's step written plainly
+(reference_training.py: its own copies of the models, the discriminators from
+reference_discriminators.py with the same weights, each discriminator run separately on real and
+generated audio with full graphs in both the discriminator and the generator step, and the
+reference's feature-matching loss, whose backward also runs through the discriminators on the
+real audio); same batch and precision. The two take turns, `steps` timed steps each per round;
+the table gives the median over rounds.
 
 It also counts each step's floating-point operations (torch's FlopCounterMode, one untimed step)
 and prints the rate each path reaches beside the rate of one large fp32 matrix product on the
@@ -20,7 +20,6 @@ speed-up that faster kernels alone could still bring.
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import statistics
 import sys
@@ -33,60 +32,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_discriminators import reference_discriminators_from  # noqa: E402
+from reference_training import ReferenceStep  # noqa: E402
 
 from hifigan.config import TrainConfig, model_preset  # noqa: E402
 from hifigan.hostmemory import keep_freed_memory  # noqa: E402
-from hifigan.losses import LOSS_WEIGHTS, adversarial_loss, discriminator_loss, mel_loss  # noqa: E402
 from hifigan.train.trainer import Trainer  # noqa: E402
-
-
-def reference_feature_loss(real: list, fake: list) -> torch.Tensor:
-    """Feature matching as the reference computes it: the same value as hifigan's
-    feature_matching_loss, but the real maps are not detached, so the backward also runs through
-    the discriminators on the real audio (into weight gradients that are zeroed before use)."""
-    return sum(torch.mean(torch.abs(r - g)) for (_, real_maps), (_, fake_maps) in zip(real, fake)
-               for r, g in zip(real_maps, fake_maps))
-
-
-class ReferenceStep:
-    """The reference training step on private copies of a Trainer's models and optimiser settings."""
-
-    def __init__(self, t: Trainer) -> None:
-        config = t.train
-        self.generator = copy.deepcopy(t.generator)
-        self.mpd, self.msd = reference_discriminators_from(
-            t.mpd, t.msd, mpd_periods=config.mpd_periods, mpd_channels=config.mpd_channels,
-            msd_channels=config.msd_channels, msd_groups=config.msd_groups)
-        adam = dict(lr=config.learning_rate, betas=(config.adam_b1, config.adam_b2), weight_decay=config.weight_decay)
-        self.optim_g = torch.optim.AdamW(self.generator.parameters(), **adam)
-        self.optim_d = torch.optim.AdamW(itertools.chain(self.msd.parameters(), self.mpd.parameters()), **adam)
-        self.scaler_g = torch.amp.GradScaler(t.device.type, enabled=config.precision == "fp16")
-        self.scaler_d = torch.amp.GradScaler(t.device.type, enabled=config.precision == "fp16")
-        self.autocast, self.input_mel, self.loss_mel = t._autocast, t.input_mel, t.loss_mel
-
-    def __call__(self, batch: dict) -> None:
-        real = batch["audio"].unsqueeze(1)
-        with self.autocast():
-            fake = self.generator(self.input_mel(real.squeeze(1)))
-            self.optim_d.zero_grad()
-            loss_d = 0
-            for d in (self.mpd, self.msd):
-                loss_d = loss_d + discriminator_loss(d(real), d(fake.detach()))
-        self.scaler_d.scale(loss_d).backward()
-        self.scaler_d.step(self.optim_d)
-        self.scaler_d.update()
-        self.optim_g.zero_grad()
-        with self.autocast():
-            real_out = [o for d in (self.mpd, self.msd) for o in d(real)]
-            fake_out = [o for d in (self.mpd, self.msd) for o in d(fake)]
-        real_mel, fake_mel = self.loss_mel(real.squeeze(1)), self.loss_mel(fake.squeeze(1).float())
-        loss_g = (LOSS_WEIGHTS["adversarial"] * adversarial_loss(fake_out)
-                  + LOSS_WEIGHTS["feature_matching"] * reference_feature_loss(real_out, fake_out)
-                  + LOSS_WEIGHTS["mel"] * mel_loss(real_mel, fake_mel))
-        self.scaler_g.scale(loss_g).backward()
-        self.scaler_g.step(self.optim_g)
-        self.scaler_g.update()
 
 
 def timed(step, steps: int) -> float:

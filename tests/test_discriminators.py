@@ -1,3 +1,4 @@
+import copy
 import subprocess
 import sys
 
@@ -48,6 +49,29 @@ def test_first_scale_is_spectral_normalised_others_weight_normalised():
     assert "discriminators.0.convs.0.parametrizations.weight.original" in keys
     assert "discriminators.1.convs.0.parametrizations.weight.original0" in keys
     assert "discriminators.0.conv_post.parametrizations.weight.original" in keys
+
+
+def test_spectral_norm_sees_each_part_in_turn():
+    """parts=2 equals calling on real, then generated audio (the reference's order): the
+    spectral-normalised scale advances its power iteration once per part."""
+    torch.manual_seed(0)
+    msd = MultiScaleDiscriminator(**TINY_MSD)
+    separate, single = copy.deepcopy(msd), copy.deepcopy(msd)
+    real, fake = torch.randn(2, 1, 4096), torch.randn(2, 1, 4096)
+    joined = msd(torch.cat([real, fake]), parts=2)
+    apart = [separate(real), separate(fake)]
+    for scale, (logits, maps) in enumerate(joined):
+        expected = [torch.cat([apart[0][scale][0], apart[1][scale][0]])] + [
+            torch.cat(pair) for pair in zip(apart[0][scale][1], apart[1][scale][1])]
+        for got, want in zip([logits, *maps], expected):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    for key, value in separate.state_dict().items():  # two power iterations, as apart
+        torch.testing.assert_close(msd.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+    single(torch.cat([real, fake]))  # one call: one power iteration
+    assert not torch.allclose(single.state_dict()["discriminators.0.convs.0.parametrizations.weight.0._u"],
+                              msd.state_dict()["discriminators.0.convs.0.parametrizations.weight.0._u"])
+    with pytest.raises(ValueError, match="a batch of 3 does not split into 2 equal parts"):
+        msd(torch.randn(3, 1, 4096), parts=2)
 
 
 def test_gradients_reach_the_input():

@@ -1,6 +1,5 @@
 import dataclasses
 
-import numpy as np
 import onnx
 import pytest
 import torch

@@ -1,6 +1,5 @@
 """Every checkpoint format: write -> read -> identical output; conversions between any two."""
 
-import gzip
 import io
 import itertools
 import tarfile

@@ -4,7 +4,6 @@ import math
 import librosa
 import numpy as np
 import pytest
-import scipy.fft
 import soundfile
 import soxr
 import torch

@@ -1,7 +1,6 @@
 """Resynthesis quality with the original authors' V2 weights on real LJSpeech clips."""
 
 import numpy as np
-import pytest
 import torch
 
 from conftest import LJ_V2, LJ_WAVS, needs_shared

@@ -1,6 +1,8 @@
 import dataclasses
 import json
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,9 @@ from hifigan.data import Example, audio_files, collate
 from hifigan.device import cpu_bf16_supported
 from hifigan.train.run import export_generator, read_training_checkpoint, train
 from hifigan.train.trainer import Trainer, TrainingDiverged
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from reference_training import ReferenceStep  # noqa: E402  (the original train.py's step)
 
 MODEL = ModelConfig(mel=MelConfig(), generator=dataclasses.replace(V1, upsample_initial_channel=16))
 # Depthwise MSD convs (16 channels in 16 groups) at k = 41: in the fp16 test they take the
@@ -66,6 +71,22 @@ def test_losses_finite_and_mel_loss_falls_on_a_fixed_batch(clips, tmp_path):
     assert all(math_finite(h) for h in history)
     first, last = np.mean([h["mel"].item() for h in history[:3]]), np.mean([h["mel"].item() for h in history[-3:]])
     assert last < 0.8 * first, (first, last)
+
+
+def test_training_steps_match_the_original_recipe(clips, tmp_path):
+    """Three steps of the Trainer against the original train.py's step written plainly
+    (benchmarks/reference_training.py): same losses, weights and spectral-norm state."""
+    trainer = Trainer(MODEL, BASE, tmp_path, clips, progress=False)
+    reference = ReferenceStep(trainer)
+    batch = collate([trainer.train_set[i] for i in range(4)])
+    for _ in range(3):
+        ours = trainer.train_step([batch])
+        theirs = reference(batch)
+        assert [ours["loss_d"].item(), ours["loss_g"].item()] == pytest.approx(theirs, rel=1e-6)
+    pairs = [(trainer.generator, reference.generator), (trainer.mpd, reference.mpd), (trainer.msd, reference.msd)]
+    for a, b in pairs:  # Adam turns float noise in tiny gradients into ~1e-4 relative differences
+        for key, value in b.state_dict().items():
+            assert (a.state_dict()[key] - value).abs().max() <= 1e-3 * value.abs().max() + 1e-7, key
 
 
 def math_finite(metrics):

@@ -72,6 +72,7 @@ class ScaleDiscriminator(nn.Module):
         (conv1d_channels_last: faster for the stride-2 grouped layers, slower for the others)."""
         super().__init__()
         widths = [1, *channels]
+        self.spectral = norm == "spectral"
         if len(cpu_channels_last) != len(channels):
             raise ValueError(f"cpu_channels_last has {len(cpu_channels_last)} entries for {len(channels)} convs")
         self.cpu_channels_last = tuple(cpu_channels_last)
@@ -124,10 +125,26 @@ class MultiScaleDiscriminator(nn.Module):
         )
         self.meanpools = nn.ModuleList(nn.AvgPool1d(4, 2, padding=2) for _ in range(num_scales - 1))
 
-    def forward(self, audio: torch.Tensor) -> DiscriminatorOutput:
+    def forward(self, audio: torch.Tensor, *, parts: int = 1) -> DiscriminatorOutput:
+        """audio (B, 1, N) made of `parts` equal batches (the trainer's real and generated audio).
+
+        In training mode, spectral norm advances its power iteration on every call. The reference
+        calls each discriminator on real and generated audio separately, so a spectral-normalised
+        discriminator runs the parts one after the other; the others run them as one batch.
+        """
+        if len(audio) % parts:
+            raise ValueError(f"a batch of {len(audio)} does not split into {parts} equal parts")
         outputs = []
         for i, discriminator in enumerate(self.discriminators):
             if i > 0:
                 audio = self.meanpools[i - 1](audio)
-            outputs.append(discriminator(audio))
+            split = parts > 1 and discriminator.spectral and self.training
+            outputs.append(_in_turn(discriminator, audio.chunk(parts)) if split else discriminator(audio))
         return outputs
+
+
+def _in_turn(discriminator: nn.Module, parts: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One discriminator called on each part in turn; logits and feature maps joined along the batch."""
+    outputs = [discriminator(part) for part in parts]
+    logits = torch.cat([logit for logit, _ in outputs])
+    return logits, [torch.cat(maps) for maps in zip(*(feature_maps for _, feature_maps in outputs))]

@@ -25,7 +25,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 def _angles(rows: int, columns: int, block: int) -> torch.Tensor:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 
 from ..checkpoint import Checkpoint, NATIVE_FORMAT, read_native, safe_load, weight_normed_state, write_native
 from ..config import ModelConfig, TrainConfig

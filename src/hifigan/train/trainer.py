@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import itertools
 import json
-import math
 import time
 import warnings
 from pathlib import Path
@@ -140,18 +139,20 @@ class Trainer:
         dtype = AUTOCAST_DTYPES.get(self.train.precision)
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
-    @contextlib.contextmanager
-    def _frozen_power_iteration(self, frozen: bool):
-        """Spectral norm advances its power iteration on every training forward; accumulation
-        micro-steps after the first must not, so N micro-batches equal one batch N times larger."""
-        norms = [m for m in self.msd.modules() if type(m).__name__ == "_SpectralNorm"] if frozen else []
-        for module in norms:
-            module.train(False)
-        try:
-            yield
-        finally:
-            for module in norms:
-                module.train(True)
+    def _power_iteration_rewinder(self):
+        """Spectral norm advances its power iteration (buffers _u, _v) on every training forward.
+        The returned function puts them back where this optimiser step started: called before each
+        accumulation micro-step after the first, every micro-step sees the same vectors as one
+        batch N times larger does, and all end where that batch ends."""
+        vectors = [buffer for m in self.msd.modules() if type(m).__name__ == "_SpectralNorm" for buffer in (m._u, m._v)]
+        start = [vector.clone() for vector in vectors]
+
+        def rewind() -> None:
+            with torch.no_grad():
+                for vector, value in zip(vectors, start):
+                    vector.copy_(value)
+
+        return rewind
 
     def _no_sync(self, modules, skip: bool):
         """No gradient all-reduce on accumulation micro-steps (DDP only)."""
@@ -172,15 +173,18 @@ class Trainer:
         """Accumulate the discriminator loss over micro-batches; returns the loss and the fakes (when reusable)."""
         self.optim_d.zero_grad(set_to_none=True)
         count, total, fakes = len(batches), torch.zeros((), device=self.device), []
+        rewind = self._power_iteration_rewinder()
         for i, batch in enumerate(batches):
+            if i:
+                rewind()
             real, mel = self._inputs(batch)
             with self._autocast(), torch.set_grad_enabled(count == 1):
                 fake = self.G(mel)  # with accumulation the generator step recomputes it with a graph
             fakes.append(fake)
-            with self._no_sync((self.MPD, self.MSD), skip=i < count - 1), self._autocast(), \
-                    self._frozen_power_iteration(i > 0):
+            with self._no_sync((self.MPD, self.MSD), skip=i < count - 1), self._autocast():
                 both = torch.cat([real, fake.detach().to(real.dtype)])
-                loss = sum(discriminator_loss(*_split(d(both), len(real))) for d in (self.MPD, self.MSD)) / count
+                outputs = (self.MPD(both), self.MSD(both, parts=2))  # the MSD's power iteration: once per part
+                loss = sum(discriminator_loss(*_split(out, len(real))) for out in outputs) / count
             self.scaler_d.scale(loss).backward()
             total = total + loss.detach().float()
         return total, fakes if count == 1 else []
@@ -188,12 +192,15 @@ class Trainer:
     def g_step(self, batches: list[dict], fakes: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
         self.optim_g.zero_grad(set_to_none=True)
         count, total, terms_sum = len(batches), torch.zeros((), device=self.device), {}
+        rewind = self._power_iteration_rewinder()
         for i, batch in enumerate(batches):
+            if i:
+                rewind()
             real, mel = self._inputs(batch)
             with self._no_sync((self.G,), skip=i < count - 1):
                 with self._autocast():
                     fake = fakes[i] if fakes else self.G(mel)
-                    real_out, fake_out = self._discriminate_for_generator(real, fake, first=i == 0)
+                    real_out, fake_out = self._discriminate_for_generator(real, fake)
                 with torch.autocast(self.device.type, enabled=False):  # the loss mel in fp32
                     real_mel, fake_mel = self.loss_mel(real.squeeze(1).float()), self.loss_mel(fake.squeeze(1).float())
                 loss, terms = generator_loss(real_out, fake_out, real_mel, fake_mel, LOSS_WEIGHTS)
@@ -203,14 +210,14 @@ class Trainer:
                 terms_sum[name] = terms_sum.get(name, 0.0) + value.detach().float() / count
         return total, terms_sum
 
-    def _discriminate_for_generator(self, real: torch.Tensor, fake: torch.Tensor, first: bool):
+    def _discriminate_for_generator(self, real: torch.Tensor, fake: torch.Tensor):
         """Discriminator outputs for the generator loss. Real audio runs without a graph (its feature
         maps are targets) and the discriminators' weights are frozen, so the backward pass computes
         only the gradients that reach the generator; the reference also computes weight gradients
         here and throws them away."""
         real_out, fake_out = [], []
         discriminators = (self.mpd, self.msd)
-        with self._frozen_power_iteration(not first), _frozen(discriminators):
+        with _frozen(discriminators):
             for d in discriminators:  # the unwrapped modules: no gradient reaches their weights, nothing to sync
                 with torch.no_grad():
                     real_out += d(real)
