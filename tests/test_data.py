@@ -51,6 +51,22 @@ def test_crops_keep_mel_frames_and_samples_aligned(tmp_path):
         data.examples, sample_rate=22050, hop_length=HOP, n_mels=80, segment_size=2048)[0]["mel"][0, 0]
 
 
+def test_audio_only_crops_start_at_any_sample_as_in_the_reference(tmp_path):
+    ramp = np.linspace(-0.5, 0.5, 22050, dtype=np.float32)  # each sample's value gives its position
+    soundfile.write(str(tmp_path / "r.wav"), ramp, 22050, subtype="FLOAT")
+    data = dataset([Example(tmp_path / "r.wav")])
+    starts = []
+    for epoch in range(20):
+        data.set_epoch(epoch)
+        crop = data[0]["audio"].numpy()
+        assert crop.shape == (2048,) and data[0]["mel"] is None
+        starts.append(int(np.argmin(np.abs(ramp * 0.95 / 0.5 - crop[0]))))
+        assert np.allclose(crop, ramp[starts[-1]: starts[-1] + 2048] * 0.95 / 0.5, atol=1e-6)  # peak 0.95
+    assert len(set(starts)) == 20 and any(start % HOP for start in starts)
+    data.set_epoch(0)
+    assert np.array_equal(data[0]["audio"].numpy(), dataset([Example(tmp_path / "r.wav")])[0]["audio"].numpy())
+
+
 def test_mismatched_pair_is_rejected_with_its_name(tmp_path, caplog):
     soundfile.write(str(tmp_path / "b.wav"), tone(1.0), 22050)
     np.save(tmp_path / "b.npy", np.zeros((80, 50), np.float32))  # audio has 86 frames

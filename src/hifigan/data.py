@@ -130,7 +130,9 @@ class SegmentDataset(Dataset):
             raise InputError(f"{example.audio}: silent")
         if example.mel is None:
             audio = peak_normalize(audio, 0.95)  # the reference's training normalisation
-            return audio[: len(audio) // self.hop_length * self.hop_length], None
+            if not self.training:  # validation: the whole utterance in whole frames
+                audio = audio[: len(audio) // self.hop_length * self.hop_length]
+            return audio, None
         return self._aligned_pair(example, audio)
 
     def _aligned_pair(self, example: Example, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -147,16 +149,20 @@ class SegmentDataset(Dataset):
         return audio[: frames * self.hop_length], mel[:, :frames]
 
     def _crop(self, audio: np.ndarray, mel: np.ndarray | None, rng: np.random.Generator):
-        """A random crop of segment_size samples; frame f <-> samples f*hop .. (f+1)*hop stay aligned."""
+        """A random crop of segment_size samples, zero-padded when shorter. Audio alone starts
+        anywhere, as in the reference (its mel is computed from the crop); with a mel the start is
+        a frame boundary, so frame f <-> samples f*hop .. (f+1)*hop stay aligned."""
+        if mel is None:
+            start = int(rng.integers(0, len(audio) - self.segment_size + 1)) if len(audio) > self.segment_size else 0
+            audio = audio[start: start + self.segment_size]
+            return np.pad(audio, (0, self.segment_size - len(audio))), None
         frames = self.segment_size // self.hop_length
         available = len(audio) // self.hop_length
         start = int(rng.integers(0, available - frames + 1)) if available > frames else 0
         audio = audio[start * self.hop_length: (start + frames) * self.hop_length]
-        audio = np.pad(audio, (0, self.segment_size - len(audio)))
-        if mel is not None:
-            mel = mel[:, start: start + frames]
-            mel = np.pad(mel, ((0, 0), (0, frames - mel.shape[1])), constant_values=SILENCE_LOG_MEL)
-        return audio, mel
+        mel = mel[:, start: start + frames]
+        mel = np.pad(mel, ((0, 0), (0, frames - mel.shape[1])), constant_values=SILENCE_LOG_MEL)
+        return np.pad(audio, (0, self.segment_size - len(audio))), mel
 
 
 def collate(items: list[dict | None]) -> dict | None:
