@@ -182,6 +182,32 @@ def test_logs_checkpoints_and_export(clips, tmp_path):
     assert vocoder.config == MODEL and vocoder(torch.zeros(80, 3)).shape == (1, 768)
 
 
+def test_validation_compares_vocoded_and_real_audio_on_both_mels(clips, tmp_path):
+    """Fine-tuning pairs: the generator reads the given mel, the errors compare against the real
+    audio's 8 kHz and full-band mels (the original train.py's validation uses the latter)."""
+    (tmp_path / "mels").mkdir()
+    trainer = Trainer(MODEL, BASE, tmp_path / "run", [], progress=False)
+    for clip in clips[:2]:
+        audio, _ = soundfile.read(str(clip.audio), dtype="float32")
+        mel = trainer.input_mel(torch.from_numpy(audio)) + 0.5  # an acoustic model's mel, off by 0.5
+        np.save(tmp_path / "mels" / f"{clip.audio.stem}.npy", mel.numpy())
+    pairs = [Example(clip.audio, tmp_path / "mels" / f"{clip.audio.stem}.npy") for clip in clips[:2]]
+    trainer = Trainer(MODEL, BASE, tmp_path / "run", [], pairs, progress=False)
+    expected = {"val_mel_l1": [], "val_mel_l1_full": []}
+    with torch.no_grad():
+        for pair in pairs:
+            audio = torch.from_numpy(soundfile.read(str(pair.audio), dtype="float32")[0])
+            audio = audio[: len(audio) // 256 * 256]
+            generated = trainer.generator.eval()(torch.from_numpy(np.load(pair.mel))[None])[0, 0]
+            for name, mel_of in (("val_mel_l1", trainer.input_mel), ("val_mel_l1_full", trainer.loss_mel)):
+                expected[name].append(float((mel_of(generated) - mel_of(audio)).abs().mean()))
+    errors = trainer.validate()
+    assert errors == pytest.approx({name: np.mean(values) for name, values in expected.items()}, rel=1e-5)
+    assert trainer.generator.training
+    record = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
+    assert record == {"step": 0, **errors}
+
+
 def test_cli_train_and_refusals(clips, tmp_path, capsys):
     (tmp_path / "model.json").write_text(json.dumps(MODEL.to_dict()))
     (tmp_path / "train.json").write_text(json.dumps({**dataclasses.asdict(BASE), "max_steps": 1}))

@@ -373,31 +373,39 @@ class Trainer:
                     writer.add_scalar(f"train/{name}", value, self.state.step)
 
     @torch.no_grad()
-    def validate(self) -> float | None:
-        """Mean L1 between each validation utterance's model mel and the mel of its vocoded audio."""
+    def validate(self) -> dict | None:
+        """Mean mel L1 between each whole validation utterance and its vocoded version, unscaled:
+        `val_mel_l1` on the 8 kHz model mel, `val_mel_l1_full` on the full-band loss mel (the figure
+        the original train.py logs). When fine-tuning, the generator reads the given mel and both
+        compare against the real audio's mels, as there."""
         if not self.dist.is_main:
             return None
         self.generator.eval()
-        losses = []
+        errors = []
         for index in range(len(self.valid_set)):
             item = self.valid_set[index]
-            if item is None:
-                continue
-            audio = item["audio"].to(self.device)
-            mel = item["mel"].to(self.device) if item["mel"] is not None else self.input_mel(audio)
-            generated = self.generator(mel[None])[0, 0]
-            losses.append(float((self.input_mel(generated)[:, : mel.shape[-1]] - mel).abs().mean()))
-            if index < 2:
-                self._log_sample(index, generated, mel)
+            if item is not None:
+                errors.append(self._validation_errors(index, item))
         self.generator.train()
-        value = sum(losses) / len(losses) if losses else None
+        if not errors:
+            return None
+        means = {name: sum(e[name] for e in errors) / len(errors) for name in errors[0]}
+        with open(self.run_dir / "log.jsonl", "a") as handle:
+            handle.write(json.dumps({"step": self.state.step, **means}) + "\n")
         writer = self.writer()
-        if value is not None:
-            with open(self.run_dir / "log.jsonl", "a") as handle:
-                handle.write(json.dumps({"step": self.state.step, "val_mel_l1": value}) + "\n")
-            if writer is not None:
-                writer.add_scalar("val/mel_l1", value, self.state.step)
-        return value
+        if writer is not None:
+            for name, value in means.items():
+                writer.add_scalar(f"val/{name.removeprefix('val_')}", value, self.state.step)
+        return means
+
+    def _validation_errors(self, index: int, item: dict) -> dict[str, float]:
+        audio = item["audio"].to(self.device)
+        mel = item["mel"].to(self.device) if item["mel"] is not None else self.input_mel(audio)
+        generated = self.generator(mel[None])[0, 0].float()  # frames * hop samples, as long as audio
+        if index < 2:
+            self._log_sample(index, generated, mel)
+        return {name: float((mel_of(generated) - mel_of(audio)).abs().mean())
+                for name, mel_of in (("val_mel_l1", self.input_mel), ("val_mel_l1_full", self.loss_mel))}
 
     def _log_sample(self, index: int, audio: torch.Tensor, mel: torch.Tensor) -> None:
         writer = self.writer()
