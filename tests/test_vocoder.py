@@ -1,5 +1,6 @@
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -84,6 +85,20 @@ def test_stereo_is_mixed_down_and_silence_is_fine(vocoder, speechlike):
     assert np.allclose(vocoder.resynthesize(stereo, 22050), vocoder.resynthesize(speechlike, 22050), atol=1e-6)
     silent = vocoder.resynthesize(np.zeros(22050, dtype=np.float32), 22050)
     assert np.isfinite(silent).all() and silent.shape == (22050 // 256 * 256,)
+
+
+def test_integer_pcm_is_scaled_and_loud_float_audio_warned(vocoder, speechlike):
+    pcm16 = np.round(speechlike * 32767).astype(np.int16)
+    assert np.array_equal(vocoder.mel_spectrogram(pcm16), vocoder.mel_spectrogram(pcm16.astype(np.float32) / 32768))
+    pcm8 = (np.round(speechlike * 127) + 128).astype(np.uint8)
+    expected = vocoder.mel_spectrogram((pcm8.astype(np.float32) - 128) / 128)
+    assert np.array_equal(vocoder.mel_spectrogram(torch.from_numpy(pcm8)).numpy(), expected)
+    assert vocoder.resynthesize(pcm16, 22050).shape == (len(speechlike) // 256 * 256,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vocoder.mel_spectrogram(speechlike / np.abs(speechlike).max())  # peak 1.0: fine
+    with pytest.warns(UserWarning, match=r"audio peaks at 3, outside \[-1, 1\]"):
+        vocoder.mel_spectrogram(3 * speechlike / np.abs(speechlike).max())
 
 
 @pytest.mark.parametrize("bad,message", [

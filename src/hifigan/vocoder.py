@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence, Union
 
@@ -37,6 +38,24 @@ def _as_float_tensor(value: Array, what: str) -> torch.Tensor:
     if bad:
         raise InputError(f"{what} contains {bad} NaN or infinite values; check the model that produced it")
     return value
+
+
+def _as_audio_tensor(value: Array) -> torch.Tensor:
+    """Float audio as given; integer PCM scaled to [-1, 1) as WAV readers and the reference's
+    loader do (int16 / 32768, uint8 (x - 128) / 128). Warns when float audio leaves [-1, 1]."""
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, torch.Tensor) and not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
+        half = 2 ** (torch.iinfo(value.dtype).bits - 1)
+        offset = half if torch.iinfo(value.dtype).min == 0 else 0
+        return (value.double() - offset).div_(half).float()
+    tensor = _as_float_tensor(value, "audio")
+    peak = float(tensor.abs().max()) if tensor.numel() else 0.0
+    if peak > 1.0:
+        warnings.warn(f"audio peaks at {peak:.4g}, outside [-1, 1]: the mel front end expects float audio in "
+                      "[-1, 1] (integer PCM divided by 32768); the mel will be louder than the models were trained on",
+                      stacklevel=2)
+    return tensor
 
 
 class Vocoder:
@@ -234,7 +253,7 @@ class Vocoder:
 
     def _check_audio(self, audio: Array, sample_rate: int) -> torch.Tensor:
         """One utterance, (samples,) or (channels, samples) -> mono (samples,) at the model rate."""
-        tensor = _as_float_tensor(audio, "audio")
+        tensor = _as_audio_tensor(audio)
         if tensor.dim() not in (1, 2) or tensor.shape[-1] == 0:
             raise InputError(f"audio must be non-empty (samples,) or (channels, samples), got shape {tuple(tensor.shape)}")
         if not isinstance(sample_rate, int) or sample_rate <= 0:
@@ -246,10 +265,12 @@ class Vocoder:
     def mel_spectrogram(self, audio: Array, sample_rate: int | None = None) -> Array:
         """Audio (samples,) or (batch, samples) at the model rate -> log-mel (.., n_mels, samples // hop).
 
+        Audio is float in [-1, 1]; integer PCM (int16 etc.) is scaled there first.
+
         With `sample_rate`, the audio is one utterance ((samples,) or (channels, samples)) that is
         mixed down and resampled to the model rate first.
         """
-        tensor = _as_float_tensor(audio, "audio") if sample_rate is None else self._check_audio(audio, sample_rate)
+        tensor = _as_audio_tensor(audio) if sample_rate is None else self._check_audio(audio, sample_rate)
         mel = self.mel(tensor.to(self.device))
         return mel.cpu().numpy() if isinstance(audio, np.ndarray) else mel
 
