@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -57,19 +58,28 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
 
     Multi-channel audio is mixed down by averaging the channels.
     """
-    import soundfile
-
     path = Path(path)
     if not path.is_file():
         raise AudioFileError(f"{path}: no such file")
     if path.suffix.lower() not in AUDIO_EXTENSIONS:
         raise AudioFileError(f"{path}: unsupported audio type {path.suffix!r}; use {', '.join(AUDIO_EXTENSIONS)}")
+    return _decode_audio(str(path), str(path))
+
+
+def decode_audio(data: bytes, name: str = "audio") -> tuple[np.ndarray, int]:
+    """load_audio for the bytes of a wav/flac/ogg file; `name` labels errors."""
+    return _decode_audio(io.BytesIO(data), name)
+
+
+def _decode_audio(source: str | io.BytesIO, name: str) -> tuple[np.ndarray, int]:
+    import soundfile
+
     try:
-        audio, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        audio, sample_rate = soundfile.read(source, dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as err:
-        raise AudioFileError(f"{path}: cannot read audio ({err})") from None
+        raise AudioFileError(f"{name}: cannot read audio ({err})") from None
     if audio.shape[0] == 0:
-        raise AudioFileError(f"{path}: the file holds no audio samples")
+        raise AudioFileError(f"{name}: the file holds no audio samples")
     return to_mono(audio.T), int(sample_rate)
 
 
@@ -106,14 +116,25 @@ def to_int16(audio: np.ndarray) -> np.ndarray:
 
 def save_audio(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
     """Write (samples,) float audio as 16-bit PCM, atomically (temp file, then rename)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        _write_pcm16(str(tmp), audio, sample_rate, _sf_format(path))
+
+
+def encode_wav(audio: np.ndarray, sample_rate: int) -> bytes:
+    """(samples,) float audio -> the bytes of a 16-bit PCM wav file."""
+    buffer = io.BytesIO()
+    _write_pcm16(buffer, audio, sample_rate, "WAV")
+    return buffer.getvalue()
+
+
+def _write_pcm16(target: str | io.BytesIO, audio: np.ndarray, sample_rate: int, file_format: str) -> None:
     import soundfile
 
     audio = np.asarray(audio)
     if audio.ndim != 1:
-        raise InputError(f"save_audio expects (samples,), got shape {audio.shape}")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        soundfile.write(str(tmp), to_int16(audio), sample_rate, subtype="PCM_16", format=_sf_format(path))
+        raise InputError(f"audio to write must be (samples,), got shape {audio.shape}")
+    soundfile.write(target, to_int16(audio), sample_rate, subtype="PCM_16", format=file_format)
 
 
 def _sf_format(path: Path) -> str:

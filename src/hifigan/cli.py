@@ -221,6 +221,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from .serve import VocoderServer, VocoderService
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    server = VocoderServer(VocoderService(_load_vocoder(args), default_denoise=args.denoise), args.host, args.port,
+                           max_body_bytes=int(args.max_mb * 2 ** 20))
+    print(f"serving {args.model} on {server.url}: GET /health, POST /vocode (.npy or JSON mel), "
+          "POST /resynthesize (audio file); Ctrl-C stops", file=sys.stderr)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hifigan", description="HiFi-GAN neural vocoder")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -301,6 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", help="registered name or checkpoint path")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(run=cmd_info, device="cpu", precision="fp32", backend="torch", threads=None)
+
+    serve = commands.add_parser("serve", help="HTTP service: POST mels or audio, get wav back")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0: all)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-mb", type=float, default=64.0, help="largest request body in MiB (default: %(default)s)")
+    _add_model_options(serve)
+    serve.set_defaults(run=cmd_serve)
 
     bench = commands.add_parser("bench", help="latency, throughput, real-time factor and memory of an inference path")
     bench.add_argument("--model", default="v1", help="v1/v2/v3 (random weights, no download), a registered name "
