@@ -149,3 +149,11 @@ def test_cli_serves_until_interrupted(tmp_path):
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
+
+
+def test_a_stalled_upload_is_dropped_and_the_server_keeps_serving(server, monkeypatch):
+    monkeypatch.setattr("hifigan.serve._Handler.timeout", 0.5)
+    with socket.create_connection(server.server_address[:2], timeout=10) as stalled:
+        stalled.sendall(b"POST /vocode HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\npartial")
+        assert stalled.recv(100) == b""  # closed without a reply once the timeout passed
+    assert request(server, "/health")[0] == 200

@@ -98,6 +98,7 @@ class VocoderService:
 class _Handler(BaseHTTPRequestHandler):
     server: "VocoderServer"
     protocol_version = "HTTP/1.1"
+    timeout = 60  # seconds a client may stay silent mid-request before its connection is dropped
 
     def do_GET(self) -> None:
         self._serve("GET")
@@ -115,6 +116,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             content_type, reply = self._route(method, url.path, url.query)
             self._reply(HTTPStatus.OK, content_type, reply)
+        except TimeoutError:
+            log.warning("%s: %s %s timed out reading the request", self.address_string(), method, url.path)
+            self.close_connection = True
         except RequestError as err:
             self._error(err.status, str(err))
         except HifiganError as err:
