@@ -183,8 +183,10 @@ class Trainer:
             fakes.append(fake)
             with self._no_sync((self.MPD, self.MSD), skip=i < count - 1), self._autocast():
                 both = torch.cat([real, fake.detach().to(real.dtype)])
-                outputs = (self.MPD(both), self.MSD(both, parts=2))  # the MSD's power iteration: once per part
-                loss = sum(discriminator_loss(*_split(out, len(real))) for out in outputs) / count
+                # Outputs are not kept past their loss term (no feature maps alive in the backward
+                # pass). The MSD runs real, then generated audio: its power iteration as in the reference.
+                loss = discriminator_loss(*_split(self.MPD(both), len(real)))
+                loss = (loss + discriminator_loss(*_split(self.MSD(both, parts=2), len(real)))) / count
             self.scaler_d.scale(loss).backward()
             total = total + loss.detach().float()
         return total, fakes if count == 1 else []
