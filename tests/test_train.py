@@ -208,6 +208,12 @@ def test_validation_compares_vocoded_and_real_audio_on_both_mels(clips, tmp_path
     assert record == {"step": 0, **errors}
 
 
+def test_the_last_step_is_logged_between_intervals(clips, tmp_path):
+    folder = run(tmp_path, "sparse", clips, max_steps=3, log_interval=2)
+    records = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss_g" in r] == [2, 3]
+
+
 def test_cli_train_and_refusals(clips, tmp_path, capsys):
     (tmp_path / "model.json").write_text(json.dumps(MODEL.to_dict()))
     (tmp_path / "train.json").write_text(json.dumps({**dataclasses.asdict(BASE), "max_steps": 1}))

@@ -360,8 +360,8 @@ class Trainer:
         if bar is not None:
             bar.update(1)
             bar.set_postfix(d=f"{values['loss_d']:.3f}", g=f"{values['loss_g']:.3f}", mel=f"{values['mel']:.3f}")
-        if not self.dist.is_main or self.state.step % self.train.log_interval:
-            return
+        if not self.dist.is_main or (self.state.step % self.train.log_interval and not self._done()):
+            return  # every log_interval steps, and the run's last step
         record = {"step": self.state.step, "epoch": self.state.epoch, **values,
                   "lr": self.optim_g.param_groups[0]["lr"], "frames_per_s": frames_per_second,
                   "step_time": step_time, "skipped_steps": self.state.skipped_total}
