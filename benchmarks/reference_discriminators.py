@@ -76,9 +76,12 @@ def _real_then_generated(discriminators, ys, y_hats):
     runs on its real input, then on its generated one (the order spectral norm's power iteration sees)."""
     y_d_rs, y_d_gs, fmap_rs, fmap_gs = [], [], [], []
     for d, y, y_hat in zip(discriminators, ys, y_hats):
-        for logits, fmaps, (y_d, fmap) in ((y_d_rs, fmap_rs, d(y)), (y_d_gs, fmap_gs, d(y_hat))):
-            logits.append(y_d)
-            fmaps.append(fmap)
+        y_d_r, fmap_r = d(y)
+        y_d_g, fmap_g = d(y_hat)
+        y_d_rs.append(y_d_r)
+        fmap_rs.append(fmap_r)
+        y_d_gs.append(y_d_g)
+        fmap_gs.append(fmap_g)
     return y_d_rs, y_d_gs, fmap_rs, fmap_gs
 
 

@@ -152,16 +152,13 @@ class SegmentDataset(Dataset):
         """A random crop of segment_size samples, zero-padded when shorter. Audio alone starts
         anywhere, as in the reference (its mel is computed from the crop); with a mel the start is
         a frame boundary, so frame f <-> samples f*hop .. (f+1)*hop stay aligned."""
-        if mel is None:
-            start = int(rng.integers(0, len(audio) - self.segment_size + 1)) if len(audio) > self.segment_size else 0
-            audio = audio[start: start + self.segment_size]
-            return np.pad(audio, (0, self.segment_size - len(audio))), None
-        frames = self.segment_size // self.hop_length
-        available = len(audio) // self.hop_length
-        start = int(rng.integers(0, available - frames + 1)) if available > frames else 0
-        audio = audio[start * self.hop_length: (start + frames) * self.hop_length]
-        mel = mel[:, start: start + frames]
-        mel = np.pad(mel, ((0, 0), (0, frames - mel.shape[1])), constant_values=SILENCE_LOG_MEL)
+        unit = 1 if mel is None else self.hop_length
+        span, available = self.segment_size // unit, len(audio) // unit
+        start = int(rng.integers(0, available - span + 1)) if available > span else 0
+        audio = audio[start * unit: (start + span) * unit]
+        if mel is not None:
+            mel = mel[:, start: start + span]
+            mel = np.pad(mel, ((0, 0), (0, span - mel.shape[1])), constant_values=SILENCE_LOG_MEL)
         return np.pad(audio, (0, self.segment_size - len(audio))), mel
 
 
