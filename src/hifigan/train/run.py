@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-
 from ..checkpoint import Checkpoint, NATIVE_FORMAT, read_native, safe_load, weight_normed_state, write_native
 from ..config import ModelConfig, TrainConfig
 from ..data import Example

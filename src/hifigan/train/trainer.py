@@ -139,20 +139,19 @@ class Trainer:
         dtype = AUTOCAST_DTYPES.get(self.train.precision)
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
-    def _power_iteration_rewinder(self):
-        """Spectral norm advances its power iteration (buffers _u, _v) on every training forward.
-        The returned function puts them back where this optimiser step started: called before each
-        accumulation micro-step after the first, every micro-step sees the same vectors as one
-        batch N times larger does, and all end where that batch ends."""
+    def _micro_batches(self, batches: list[dict]):
+        """Yields (index, batch). Spectral norm advances its power iteration (buffers _u, _v) on
+        every training forward; before each accumulation micro-step after the first they are put
+        back where this optimiser step started, so every micro-step sees the vectors one batch N
+        times larger sees, and all end where that batch ends."""
         vectors = [buffer for m in self.msd.modules() if type(m).__name__ == "_SpectralNorm" for buffer in (m._u, m._v)]
         start = [vector.clone() for vector in vectors]
-
-        def rewind() -> None:
-            with torch.no_grad():
-                for vector, value in zip(vectors, start):
-                    vector.copy_(value)
-
-        return rewind
+        for i, batch in enumerate(batches):
+            if i:
+                with torch.no_grad():
+                    for vector, value in zip(vectors, start):
+                        vector.copy_(value)
+            yield i, batch
 
     def _no_sync(self, modules, skip: bool):
         """No gradient all-reduce on accumulation micro-steps (DDP only)."""
@@ -173,10 +172,7 @@ class Trainer:
         """Accumulate the discriminator loss over micro-batches; returns the loss and the fakes (when reusable)."""
         self.optim_d.zero_grad(set_to_none=True)
         count, total, fakes = len(batches), torch.zeros((), device=self.device), []
-        rewind = self._power_iteration_rewinder()
-        for i, batch in enumerate(batches):
-            if i:
-                rewind()
+        for i, batch in self._micro_batches(batches):
             real, mel = self._inputs(batch)
             with self._autocast(), torch.set_grad_enabled(count == 1):
                 fake = self.G(mel)  # with accumulation the generator step recomputes it with a graph
@@ -194,10 +190,7 @@ class Trainer:
     def g_step(self, batches: list[dict], fakes: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
         self.optim_g.zero_grad(set_to_none=True)
         count, total, terms_sum = len(batches), torch.zeros((), device=self.device), {}
-        rewind = self._power_iteration_rewinder()
-        for i, batch in enumerate(batches):
-            if i:
-                rewind()
+        for i, batch in self._micro_batches(batches):
             real, mel = self._inputs(batch)
             with self._no_sync((self.G,), skip=i < count - 1):
                 with self._autocast():
