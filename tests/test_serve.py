@@ -133,11 +133,16 @@ def test_busy_port_is_a_one_line_error(capsys):
         assert "nonexistent-model is neither a known model name" in capsys.readouterr().err
 
 
-def test_cli_serves_until_interrupted(tmp_path):
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_cli_serves_until_interrupted(tmp_path, stop_signal):
     config = ModelConfig(mel=MelConfig(), generator=TINY_V1)
     save_release(lively(build_generator(config, weight_norm=False)), config, tmp_path / "tiny.pt")
     process = subprocess.Popen([sys.executable, "-m", "hifigan", "serve", "--model", str(tmp_path / "tiny.pt"),
-                                "--port", "0"], stderr=subprocess.PIPE, text=True)
+                                "--port", "0"], stderr=subprocess.PIPE, text=True, preexec_fn=_ignore_sigint)
     try:
         banner = process.stderr.readline()
         url = re.search(r"on (http://\S+):", banner).group(1)
@@ -147,7 +152,7 @@ def test_cli_serves_until_interrupted(tmp_path):
                                     timeout=30) as reply:
             assert pcm16(reply.read())[0].shape == (8 * 256,)
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         assert process.wait(timeout=30) == 0
 
 

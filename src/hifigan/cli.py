@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 import warnings
 from typing import Sequence
@@ -231,6 +232,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                            max_body_bytes=int(args.max_mb * 2 ** 20))
     print(f"serving {args.model} on {server.url}: GET /health, POST /vocode (.npy or JSON mel), "
           "POST /resynthesize (audio file); Ctrl-C stops", file=sys.stderr)
+    # Stop cleanly on Ctrl-C and on SIGTERM (docker stop, systemd), also when started with
+    # SIGINT ignored, as shells start background jobs.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.default_int_handler)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
