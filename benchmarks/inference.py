@@ -34,7 +34,7 @@ from hifigan import Vocoder  # noqa: E402
 from hifigan.audio import load_audio  # noqa: E402
 from hifigan.bench import load_bench_vocoder  # noqa: E402
 from hifigan.device import cpu_bf16_supported  # noqa: E402
-from hifigan.fast import FastGenerator  # noqa: E402
+from hifigan.fast import FastGenerator, dft_blocks_pay_off  # noqa: E402
 
 PATHS = [("eager", "fp32"), ("torch", "fp32"), ("compile", "fp32"), ("onnxruntime", "fp32"),
          ("openvino", "fp32"), ("torch", "bf16"), ("openvino", "bf16")]
@@ -173,7 +173,8 @@ def main() -> None:
         for b, p in PATHS if vocoders[f"{b} {p}"] is not None for n in args.frames}
     labels = [label for label in vocoders if vocoders[label] is not None] + [s for s in scores if s not in vocoders]
     table = rows(labels, seconds, scores, memory, args.frames, base.hop_length)
-    print(f"{args.model}, {args.threads} thread(s), torch {torch.__version__}, CPU bf16: {cpu_bf16_supported()}")
+    print(f"{args.model}, {args.threads} thread(s), torch {torch.__version__}, CPU bf16: {cpu_bf16_supported()}, "
+          f"fp32 DFT-block convs pay off: {dft_blocks_pay_off(args.threads)}")
     print(markdown(table))
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=2))

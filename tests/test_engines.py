@@ -1,5 +1,6 @@
 """Inference engines: every backend and precision against the eager fp32 generator, on tiny models."""
 
+import dataclasses
 import warnings
 
 import pytest
@@ -11,7 +12,8 @@ from hifigan import InputError, Vocoder
 from hifigan.checkpoint import build_generator
 from hifigan.config import MelConfig, ModelConfig
 from hifigan.device import cpu_bf16_slower_than_fp32, cpu_bf16_supported
-from hifigan.fast import FFT_MIN_MACS, FastGenerator, WideConv, fft_block, onednn_available
+from hifigan import fast as fast_module
+from hifigan.fast import FFT_MIN_MACS, FastGenerator, WideConv, dft_blocks_pay_off, fft_block, onednn_available
 
 
 def tiny(version: str):
@@ -64,6 +66,29 @@ def test_fft_convolutions_only_where_they_were_measured_faster():
     generator, _ = tiny("v1")
     bf16 = FastGenerator(generator, dtype=torch.bfloat16, fft_min_width=1, fft_min_macs=0)
     assert not any(isinstance(conv, WideConv) for block in bf16.blocks for conv in block)
+
+
+@pytest.mark.parametrize("pays_off", [True, False])
+def test_default_uses_dft_blocks_only_where_the_cpu_probe_says_they_pay_off(monkeypatch, pays_off):
+    asked = []
+    monkeypatch.setattr(fast_module, "dft_blocks_pay_off", lambda threads: asked.append(threads) or pays_off)
+    config = ModelConfig(mel=MelConfig(), generator=dataclasses.replace(TINY["v1"], upsample_initial_channel=128))
+    wide = build_generator(config, weight_norm=False).eval()  # first stage: 64 channels, k = 11 (C * k = 704)
+    fast = FastGenerator(wide)
+    assert any(isinstance(conv, WideConv) for block in fast.blocks for conv in block) == pays_off
+    assert asked == [torch.get_num_threads()]
+    FastGenerator(tiny("v1")[0])  # nothing wide enough: no need to ask
+    assert len(asked) == 1
+
+
+def test_dft_probe_answers_once_per_thread_count_and_leaves_the_rng_alone():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    answer = dft_blocks_pay_off(torch.get_num_threads())
+    assert isinstance(answer, bool) and torch.equal(torch.rand(3), expected)
+    assert dft_blocks_pay_off(torch.get_num_threads()) is answer
+    assert dft_blocks_pay_off.cache_info().hits >= 1
 
 
 def test_wide_convs_use_dft_blocks_only_on_long_enough_calls():

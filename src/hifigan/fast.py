@@ -26,6 +26,10 @@ to bf16 gave 24-31 dB SNR against fp32 on LJSpeech clips; this policy gave 31.7-
 
 from __future__ import annotations
 
+import functools
+import time
+from typing import Literal
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -179,6 +183,32 @@ def _finish(out: torch.Tensor, slope: float | None, residual: torch.Tensor | Non
     return out
 
 
+# The DFT path's matrix products run in torch's BLAS (MKL), the direct convs in oneDNN, and the
+# two compare differently across CPUs: on the Intel VMs MKL's GEMM ran 1.6x oneDNN's conv rate
+# and the DFT blocks gained 1.1-1.3x per layer; on an AMD Zen 5 VM MKL's fp32 GEMM ran 180
+# GFLOP/s against 390-470 for oneDNN's convs, and the same layers ran 1.3-1.8x slower as DFT
+# blocks. So the default asks the CPU once per process (dft_blocks_pay_off).
+PROBE_CHANNELS, PROBE_KERNEL, PROBE_LENGTH = 256, 11, 2048  # V1's widest conv on a 256-frame mel
+
+
+@functools.lru_cache(maxsize=None)
+def dft_blocks_pay_off(threads: int) -> bool:
+    """True when a DFT-block conv beats the direct channels-last conv on this CPU with `threads`
+    threads, timed on one V1-sized layer (fastest of 3 calls each, taking turns; ~0.1 s once)."""
+    with torch.random.fork_rng(devices=[]), torch.inference_mode():  # leaves the caller's RNG as it was
+        conv = nn.Conv1d(PROBE_CHANNELS, PROBE_CHANNELS, PROBE_KERNEL, padding=PROBE_KERNEL // 2)
+        x = torch.randn(1, PROBE_CHANNELS, 1, PROBE_LENGTH).contiguous(memory_format=torch.channels_last)
+        candidates = [FusedConv(conv, dtype=torch.float32, fused=False), SpectralConv(conv, FFT_BLOCK)]
+        seconds: list[list[float]] = [[], []]
+        for _ in range(4):
+            for candidate, times in zip(candidates, seconds):
+                start = time.perf_counter()
+                candidate(x)
+                times.append(time.perf_counter() - start)
+    direct, spectral = (min(times[1:]) for times in seconds)  # the first round warms up
+    return spectral < direct
+
+
 class FastGenerator(nn.Module):
     """Inference-only twin of a folded Generator: same call, same output (to float rounding).
 
@@ -190,7 +220,8 @@ class FastGenerator(nn.Module):
             layer (+0.9 GB resident for V1 at 8 s of audio), so the Vocoder does not use it.
         fft_min_width: residual-block convs with in_channels * kernel_size of at least this (and
             FFT_MIN_KERNEL taps) run as FFT convolutions when computing fp32 on CPU; None runs
-            every conv directly.
+            every conv directly; "auto": FFT_MIN_WIDTH where DFT blocks pay off on this CPU
+            (dft_blocks_pay_off), else None.
         fft_min_macs: those convs take DFT blocks only on calls whose direct form needs at least
             this many multiply-adds (B * L * C_in * C_out * k); shorter calls run directly
             (WideConv). 0: on every call.
@@ -203,7 +234,7 @@ class FastGenerator(nn.Module):
     stage_chunk = 32768
 
     def __init__(self, generator: Generator, *, dtype: torch.dtype = torch.float32, fused: bool = False,
-                 fft_min_width: int | None = FFT_MIN_WIDTH, fft_min_macs: int = FFT_MIN_MACS) -> None:
+                 fft_min_width: int | None | Literal["auto"] = "auto", fft_min_macs: int = FFT_MIN_MACS) -> None:
         super().__init__()
         # Packed bf16 needs a CPU with bf16 instructions; without, torch's plain ops emulate it.
         fused = fused and onednn_available() and (dtype == torch.float32 or cpu_bf16_supported())
@@ -216,6 +247,10 @@ class FastGenerator(nn.Module):
         self.ups = nn.ModuleList(FusedConv(up, dtype=dtype, fused=fused) for up in generator.ups)
         on_cpu = generator.conv_pre.weight.device.type == "cpu"
         fft_min_width = fft_min_width if on_cpu and dtype == torch.float32 else None
+        if fft_min_width == "auto":
+            wide = any(fft_block(conv.in_channels, conv.kernel_size[0]) for block in generator.resblocks
+                       for conv in self._convs(block))
+            fft_min_width = FFT_MIN_WIDTH if wide and dft_blocks_pay_off(torch.get_num_threads()) else None
 
         def block_conv(conv: nn.Conv1d) -> nn.Module:
             block = fft_block(conv.in_channels, conv.kernel_size[0], fft_min_width)
