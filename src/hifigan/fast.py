@@ -16,7 +16,8 @@ DFT convs' per-group temporaries.
 In fp32 on CPU the wide residual-block convs (k >= 7, C * k >= 700: V1's first three stages)
 run as DFT-block convolutions (fftconv.py), which need 2.7-3.6x fewer flops, on inputs long
 enough to repay the DFTs' per-call costs (WideConv); with them V1 runs 1.6-2.1x the reference
-generator across four measured runs (README, Performance).
+generator across four measured runs (README, Performance). Where the CPU's GEMM is
+slow next to oneDNN's convs (AMD Zen 5: DFT blocks lost), a one-off probe turns them off.
 
 bf16 policy (measured on real speech against fp32, see README): the convolutions inside the
 network take bf16 inputs and weights, while conv_pre (whose input, the log-mel, loses too
@@ -185,8 +186,8 @@ def _finish(out: torch.Tensor, slope: float | None, residual: torch.Tensor | Non
 
 # The DFT path's matrix products run in torch's BLAS (MKL), the direct convs in oneDNN, and the
 # two compare differently across CPUs: on the Intel VMs MKL's GEMM ran 1.6x oneDNN's conv rate
-# and the DFT blocks gained 1.1-1.3x per layer; on an AMD Zen 5 VM MKL's fp32 GEMM ran 180
-# GFLOP/s against 390-470 for oneDNN's convs, and the same layers ran 1.3-1.8x slower as DFT
+# and the DFT blocks gained up to 1.3-1.6x per layer; on an AMD Zen 5 VM MKL's fp32 GEMM ran 180
+# GFLOP/s against 390-470 for oneDNN's convs, and V1's wide layers ran 1.2-2.3x slower as DFT
 # blocks. So the default asks the CPU once per process (dft_blocks_pay_off).
 PROBE_CHANNELS, PROBE_KERNEL, PROBE_LENGTH = 256, 11, 2048  # V1's widest conv on a 256-frame mel
 
