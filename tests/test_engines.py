@@ -113,8 +113,10 @@ def test_wide_convs_use_dft_blocks_only_on_long_enough_calls():
 def test_bf16_policy_keeps_the_edges_fp32_and_stays_close():
     generator, _ = tiny("v1")
     fast = FastGenerator(generator, dtype=torch.bfloat16, fused=False)
-    assert fast.conv_pre.dtype == fast.conv_post.dtype == torch.float32
-    assert fast.ups[0].dtype == fast.blocks[0][0].dtype == torch.bfloat16
+    last = fast.num_kernels * (len(fast.ups) - 1)  # the last stage's first residual block
+    assert fast.conv_pre.dtype == fast.ups[0].dtype == fast.conv_post.dtype == torch.float32
+    assert fast.ups[-1].dtype == fast.blocks[last][0].dtype == fast.blocks[-1][-1].dtype == torch.float32
+    assert fast.ups[1].dtype == fast.blocks[0][0].dtype == fast.blocks[last - 1][-1].dtype == torch.bfloat16
     mel = random_mel(12, batch=1)
     out, expected = fast(mel), eager(generator, mel)
     assert out.dtype == torch.float32 and out.shape == expected.shape
