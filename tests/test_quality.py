@@ -53,6 +53,6 @@ def test_bf16_policy_meets_the_default_bar_against_fp32_on_every_clip():
             expected, out = vocoder.generator(mel), bf16(mel)
         snr = 10 * torch.log10(expected.pow(2).sum() / (out - expected).pow(2).sum())
         assert snr > 30, (path.name, float(snr))
-        mel_l1 = [float((torch.as_tensor(vocoder.mel_spectrogram(audio[0, 0].numpy())) - mel[0]).abs().mean())
-                  for audio in (expected, out)]
+        mel_l1 = [float((torch.as_tensor(vocoder.mel_spectrogram(vocoded[0, 0].numpy())) - mel[0]).abs().mean())
+                  for vocoded in (expected, out)]
         assert mel_l1[1] - mel_l1[0] < 0.005, (path.name, mel_l1)

@@ -269,8 +269,9 @@ class FastGenerator(nn.Module):
                 return FusedConv(conv, dtype=conv_dtype, fused=fused)
             return WideConv(conv, block=block, min_macs=fft_min_macs, dtype=conv_dtype, fused=fused)
 
-        self.blocks = nn.ModuleList(nn.ModuleList(block_conv(conv, i // self.num_kernels) for conv in self._convs(block))
-                                    for i, block in enumerate(generator.resblocks))
+        self.blocks = nn.ModuleList(
+            nn.ModuleList(block_conv(conv, stage=i // self.num_kernels) for conv in self._convs(block))
+            for i, block in enumerate(generator.resblocks))
         # How far a stage's blocks look to each side: the sum of their convs' half-spans.
         reach = [sum(conv.dilation[0] * (conv.kernel_size[0] - 1) // 2 for conv in self._convs(block))
                  for block in generator.resblocks]
