@@ -10,7 +10,7 @@ from torch.nn import functional as F
 from conftest import TINY, lively, random_mel
 from hifigan import InputError, Vocoder
 from hifigan.checkpoint import build_generator
-from hifigan.config import MelConfig, ModelConfig
+from hifigan.config import GENERATOR_PRESETS, MelConfig, ModelConfig
 from hifigan.device import cpu_bf16_slower_than_fp32, cpu_bf16_supported
 from hifigan import fast as fast_module
 from hifigan.fast import FFT_MIN_MACS, FastGenerator, WideConv, dft_blocks_pay_off, fft_block, onednn_available
@@ -124,6 +124,43 @@ def test_bf16_policy_keeps_the_edges_fp32_and_stays_close():
     everything_bf16 = eager(generator.to(torch.bfloat16), mel.bfloat16()).float()
     snr_all = 10 * torch.log10(expected.pow(2).sum() / (everything_bf16 - expected).pow(2).sum())
     assert 25 < snr < 80 and snr > snr_all  # rounded, but better than rounding everything
+
+
+@pytest.mark.parametrize("preset,residuals,last_stage", [
+    ("v1", ["fp32", "bf16", "bf16", "fp32"], "bf16"),  # widths 256, 128, 64, 32
+    ("v2", ["fp32", "fp32", "fp32", "fp32"], "fp32"),  # widths 64, 32, 16, 8
+    ("v3", ["fp32", "bf16", "fp32"], "bf16"),          # widths 128, 64, 32
+])
+def test_bf16_policy_by_stage_width(preset, residuals, last_stage):
+    """Inner stages of 64+ channels keep a bf16 residual stream; the last stage's convs are bf16
+    from 32 channels; the first and last upsampling convs stay fp32 whatever the width."""
+    config = ModelConfig(mel=MelConfig(), generator=GENERATOR_PRESETS[preset])
+    fast = FastGenerator(build_generator(config, weight_norm=False).eval(), dtype=torch.bfloat16)
+    names = {torch.float32: "fp32", torch.bfloat16: "bf16"}
+    assert [names[dtype] for dtype in fast.stage_dtypes] == residuals
+    last = fast.num_kernels * (len(fast.ups) - 1)
+    assert {names[conv.dtype] for block in fast.blocks[last:] for conv in block} == {last_stage}
+    assert fast.ups[0].dtype == fast.ups[-1].dtype == fast.conv_pre.dtype == fast.conv_post.dtype == torch.float32
+
+
+def test_bf16_residual_stream_masks_padded_batches():
+    """With V1's bf16 inner residual streams, a padded batch gives each item what it gives alone."""
+    torch.manual_seed(0)
+    generator = lively(build_generator(ModelConfig(mel=MelConfig(), generator=GENERATOR_PRESETS["v1"]),
+                                       weight_norm=False)).eval()
+    fast = FastGenerator(generator, dtype=torch.bfloat16)
+    assert torch.bfloat16 in fast.stage_dtypes
+    short, long = random_mel(9, seed=2), random_mel(20, seed=3)
+    batch = torch.full((2, 80, 20), 5.0)  # loud padding, so that a leak past the mask would show
+    batch[0, :, :9], batch[1] = short, long
+    out = fast(batch, torch.tensor([9, 20]))
+    assert out.dtype == torch.float32
+
+    def snr(expected, got):  # 35-37 dB here: bf16 rounding, which differs with the batch's shape
+        return 10 * torch.log10(expected.pow(2).sum() / (got - expected).pow(2).sum())
+    alone = fast(short[None])[0]
+    assert snr(alone, out[0, :, : 9 * 256]) > 30 and snr(fast(long[None])[0], out[1]) > 30
+    assert snr(alone[:, -512:], out[0, :, 9 * 256 - 512: 9 * 256]) > 30  # the two frames next to the padding
 
 
 @pytest.mark.parametrize("backend,tolerance", [("torch", 1e-4), ("eager", 0.0), ("compile", 1e-4),

@@ -21,14 +21,14 @@ slow next to oneDNN's convs (AMD Zen 5: DFT blocks lost), a one-off probe turns 
 
 bf16 policy (measured on real speech against fp32, see README): the convolutions of the inner
 stages take bf16 inputs and weights, while conv_pre (whose input, the log-mel, loses too much
-when rounded to bf16), the first upsampling conv, the whole last stage, conv_post and the
-residual stream stay fp32. Rounding everything to bf16 gave 24-31 dB SNR against fp32 on
-LJSpeech clips. With only conv_pre, conv_post and the residual stream in fp32, the worst of
-three clips was 25.5 dB for the official V1 and 24.5 dB for V2; the first upsampling conv in
-fp32 raised those to 35.2 and 32.5 dB at no measurable cost (under 1% of V1's flops). The last
-stage sets the noise floor in quiet passages, which the log-mel shows: in bf16 it left V2's mel
-L1 at 0.370 against fp32's 0.328 (V1: 0.2124 vs 0.2107); in fp32 0.3287 (V1: 0.2107), for 3-6%
-of the bf16 speed.
+when rounded to bf16), the first and last upsampling convs and conv_post stay fp32. Rounding
+everything to bf16 gave 24-31 dB SNR against fp32 on LJSpeech clips; the first upsampling conv in
+fp32 raised the worst of three clips from 25.5 to 35.2 dB (V1) and from 24.5 to 32.5 dB (V2) at
+no measurable cost. The last stage's convs are bf16 only where it is wide (V1: 32 channels, 16%
+faster at 128 frames, mel L1 within 0.003 of fp32's): V2's 8-channel last stage gains nothing in
+bf16 and sets the noise floor of quiet passages (mel L1 0.370 against fp32's 0.328). The residual
+stream (the blocks' inputs, sums and means) is bf16 in inner stages of 64+ channels (V1's 128 and
+64: 12% faster) and fp32 elsewhere (V2's narrow stages: mel L1 0.02 worse in bf16).
 """
 
 from __future__ import annotations
@@ -59,6 +59,17 @@ FFT_BLOCK = 32  # as fast as 64 for these layers (within 10%), with half the tem
 # multiply-adds per call (B * L * C_in * C_out * k) separate the two: DFT from this many.
 FFT_MIN_MACS = 450_000_000
 
+
+# In bf16 the last stage's residual blocks run bf16 only from this width: measured here (AMX, 2
+# threads) bf16 convs ran 3.2-7.3x fp32 at 32 channels but 0.5-1.4x at 8, where V2's last stage
+# in bf16 was slower than in fp32 (19.3 vs 18.1 ms at 128 frames) and its mel L1 0.04 worse.
+BF16_MIN_LAST_WIDTH = 32
+# ... and an inner stage's residual stream (the blocks' input, sums and mean) is bf16 from this
+# width, fp32 below and in the first and last stages. Measured on LJSpeech clips against fp32: in
+# V1's 128- and 64-channel stages bf16 took 12% off the time at 128 frames, SNR and mel L1 within
+# noise of the fp32 stream's (16 clips: worst 34.1 dB); in V2's 32- and 16-channel stages it cost
+# 0.02 of mel L1, and in V2's first (64-channel) stage the worst of 16 clips fell from 31.4 to 30.4 dB.
+BF16_MIN_RESIDUAL_WIDTH = 64
 
 # Transposed convs on inputs up to this many steps (V1/V2's first upsampling of a short mel) run
 # on the plain (B, C, L) layout: as fast here, and oneDNN's channels-last path holds 8 MB more
@@ -96,9 +107,12 @@ class FusedConv(nn.Module):
         self.fused = fused and dtype != torch.float16
         self.padding, self.stride = [0, conv.padding[0]], [1, conv.stride[0]]
         self.dilation = [1, conv.dilation[0]]
-        # A view of the generator's weight in fp32 (no second copy): oneDNN reorders weights to
-        # its blocked layout on every call whatever their layout, so channels-last gains nothing.
+        # In fp32 a view of the generator's weight (no second copy). A reduced-precision copy is
+        # stored channels-last, the layout conv2d asks of it beside channels-last inputs, which
+        # spares a copy of every weight on every call (3-4% of a bf16 conv here).
         self.weight = conv.weight.detach()[:, :, None, :].to(dtype)
+        if dtype != conv.weight.dtype and not self.transposed:
+            self.weight = self.weight.contiguous(memory_format=torch.channels_last)
         self.bias = conv.bias.detach().to(dtype)
         self._packed: tuple[tuple[int, ...], torch.Tensor] | None = None
 
@@ -180,6 +194,20 @@ class WideConv(nn.Module):
         return self.path(x)(x, slope=slope, residual=residual)
 
 
+def _input_dtype(conv: nn.Module) -> torch.dtype:
+    """The dtype a FusedConv or WideConv computes in (its inputs are cast to it)."""
+    return (conv.direct if isinstance(conv, WideConv) else conv).dtype
+
+
+def _activated(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """leaky_relu(x) in `dtype`, as a new tensor. Rounding first and activating the rounded copy
+    in place reads and writes fewer bytes than activating in fp32 and rounding (0.26 vs 0.38 ms
+    for 1M values here); the two differ by at most one bf16 rounding step."""
+    if x.dtype == dtype:
+        return F.leaky_relu(x, LRELU_SLOPE)
+    return F.leaky_relu_(x.to(dtype), LRELU_SLOPE)
+
+
 def _finish(out: torch.Tensor, slope: float | None, residual: torch.Tensor | None) -> torch.Tensor:
     """leaky_relu and the residual sum, in place on the conv's fresh output where dtypes allow."""
     if slope is not None:
@@ -251,10 +279,16 @@ class FastGenerator(nn.Module):
         self.two_convs = isinstance(generator.resblocks[0], ResBlock1)
         self.conv_pre = FusedConv(generator.conv_pre, dtype=torch.float32, fused=fused)
         self.conv_post = FusedConv(generator.conv_post, dtype=torch.float32, fused=fused)
-        # bf16 policy (module doc): the first upsampling conv and the whole last stage stay fp32.
+        # bf16 policy (module doc): the first and last upsampling convs stay fp32, and the last
+        # stage's residual blocks too where they are narrow.
         last = len(generator.ups) - 1
         self.ups = nn.ModuleList(FusedConv(up, dtype=torch.float32 if i in (0, last) else dtype, fused=fused)
                                  for i, up in enumerate(generator.ups))
+        widths = [up.out_channels for up in generator.ups]
+        last_dtype = dtype if widths[last] >= BF16_MIN_LAST_WIDTH else torch.float32
+        # The dtype of each stage's residual stream (its input, the blocks' sums and their mean).
+        self.stage_dtypes = [dtype if 0 < i < last and width >= BF16_MIN_RESIDUAL_WIDTH else torch.float32
+                             for i, width in enumerate(widths)]
         on_cpu = generator.conv_pre.weight.device.type == "cpu"
         fft_min_width = fft_min_width if on_cpu and dtype == torch.float32 else None
         if fft_min_width == "auto":
@@ -263,7 +297,7 @@ class FastGenerator(nn.Module):
             fft_min_width = FFT_MIN_WIDTH if wide and dft_blocks_pay_off(torch.get_num_threads()) else None
 
         def block_conv(conv: nn.Conv1d, stage: int) -> nn.Module:
-            conv_dtype = torch.float32 if stage == last else dtype
+            conv_dtype = last_dtype if stage == last else dtype
             block = fft_block(conv.in_channels, conv.kernel_size[0], fft_min_width)
             if block is None:
                 return FusedConv(conv, dtype=conv_dtype, fused=fused)
@@ -292,7 +326,7 @@ class FastGenerator(nn.Module):
         scale = 1
         for i, (up, rate) in enumerate(zip(self.ups, self.upsample_rates)):
             scale *= rate
-            x = up(F.leaky_relu(x, LRELU_SLOPE)).float()
+            x = up(F.leaky_relu(x, LRELU_SLOPE)).to(self.stage_dtypes[i])
             mask = self._mask(lengths, scale, x)
             x = self._stage(i, _masked(x, mask), mask)
         x = self.conv_post(F.leaky_relu(x, FINAL_LRELU_SLOPE))
@@ -320,17 +354,22 @@ class FastGenerator(nn.Module):
         return out
 
     def _blocks_mean(self, blocks: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        total = self._block(blocks[0], x, mask)
+        """The mean of the K residual blocks on x (B, C, 1, L). In reduced precision the blocks share
+        one leaky_relu(x), rounded once (half x's size); in fp32 each block computes its own, which
+        keeps one activation fewer alive."""
+        dtype = _input_dtype(blocks[0][0])
+        shared = _activated(x, dtype) if dtype != torch.float32 else None
+        total = self._block(blocks[0], x, mask, shared)
         for block in blocks[1:]:
-            total = total.add_(self._block(block, x, mask))
+            total = total.add_(self._block(block, x, mask, shared))
         return total.div_(self.num_kernels)
 
-    def _block(self, convs: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """One residual block on x (B, C, 1, L). Each block computes its own leaky_relu(x) rather
-        than sharing one across the K blocks: that would keep one more activation alive throughout."""
+    def _block(self, convs: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor | None,
+               activated_x: torch.Tensor | None = None) -> torch.Tensor:
+        """One residual block on x (B, C, 1, L); `activated_x`: leaky_relu(x) if already computed."""
         step = 2 if self.two_convs else 1
         for j in range(0, len(convs), step):
-            activated = F.leaky_relu(x, LRELU_SLOPE)
+            activated = activated_x if j == 0 and activated_x is not None else _activated(x, _input_dtype(convs[j]))
             if self.two_convs:
                 activated = _masked(convs[j](activated, slope=LRELU_SLOPE), mask)
             # Masking the sum equals adding a masked residual: x is already zero where masked.
@@ -341,5 +380,5 @@ class FastGenerator(nn.Module):
     def _mask(lengths: torch.Tensor | None, scale: int, x: torch.Tensor) -> torch.Tensor | None:
         if lengths is None:
             return None
-        return _time_mask(lengths.to(x.device), scale, x.shape[-1], torch.float32).unsqueeze(2)
+        return _time_mask(lengths.to(x.device), scale, x.shape[-1], x.dtype).unsqueeze(2)
 
