@@ -127,13 +127,13 @@ def test_bf16_policy_keeps_the_edges_fp32_and_stays_close():
 
 
 @pytest.mark.parametrize("preset,residuals,last_stage", [
-    ("v1", ["fp32", "bf16", "bf16", "fp32"], "bf16"),  # widths 256, 128, 64, 32
+    ("v1", ["bf16", "bf16", "bf16", "fp32"], "bf16"),  # widths 256, 128, 64, 32
     ("v2", ["fp32", "fp32", "fp32", "fp32"], "fp32"),  # widths 64, 32, 16, 8
     ("v3", ["fp32", "bf16", "fp32"], "bf16"),          # widths 128, 64, 32
 ])
 def test_bf16_policy_by_stage_width(preset, residuals, last_stage):
-    """Inner stages of 64+ channels keep a bf16 residual stream; the last stage's convs are bf16
-    from 32 channels; the first and last upsampling convs stay fp32 whatever the width."""
+    """Stages of 64+ channels (the first: 256+) but the last keep a bf16 residual stream; the last
+    stage's convs are bf16 from 32 channels; the first and last upsampling convs stay fp32."""
     config = ModelConfig(mel=MelConfig(), generator=GENERATOR_PRESETS[preset])
     fast = FastGenerator(build_generator(config, weight_norm=False).eval(), dtype=torch.bfloat16)
     names = {torch.float32: "fp32", torch.bfloat16: "bf16"}
@@ -141,14 +141,25 @@ def test_bf16_policy_by_stage_width(preset, residuals, last_stage):
     last = fast.num_kernels * (len(fast.ups) - 1)
     assert {names[conv.dtype] for block in fast.blocks[last:] for conv in block} == {last_stage}
     assert fast.ups[0].dtype == fast.ups[-1].dtype == fast.conv_pre.dtype == fast.conv_post.dtype == torch.float32
+    # Fused oneDNN ops (where the CPU runs bf16) only in the stages with a bf16 residual stream.
+    fused = FastGenerator(build_generator(config, weight_norm=False).eval(), dtype=torch.bfloat16, fused=True)
+    native = cpu_bf16_supported() and onednn_available()
+    for stage, residual in enumerate(residuals):
+        blocks = fused.blocks[stage * fused.num_kernels:(stage + 1) * fused.num_kernels]
+        expected = native and residual == "bf16"
+        assert all(conv.fused == expected for block in blocks for conv in block)
+        assert fused.ups[stage].fused == (expected and stage > 0)  # the first upsampling conv is fp32
+    assert not fused.conv_pre.fused and not fused.conv_post.fused
 
 
-def test_bf16_residual_stream_masks_padded_batches():
-    """With V1's bf16 inner residual streams, a padded batch gives each item what it gives alone."""
+@pytest.mark.parametrize("fused", [False, True])
+def test_bf16_residual_stream_masks_padded_batches(fused, monkeypatch):
+    """With V1's bf16 inner residual streams, a padded batch gives each item what it gives alone,
+    also when the stages run in chunks."""
     torch.manual_seed(0)
     generator = lively(build_generator(ModelConfig(mel=MelConfig(), generator=GENERATOR_PRESETS["v1"]),
                                        weight_norm=False)).eval()
-    fast = FastGenerator(generator, dtype=torch.bfloat16)
+    fast = FastGenerator(generator, dtype=torch.bfloat16, fused=fused)
     assert torch.bfloat16 in fast.stage_dtypes
     short, long = random_mel(9, seed=2), random_mel(20, seed=3)
     batch = torch.full((2, 80, 20), 5.0)  # loud padding, so that a leak past the mask would show
@@ -161,6 +172,9 @@ def test_bf16_residual_stream_masks_padded_batches():
     alone = fast(short[None])[0]
     assert snr(alone, out[0, :, : 9 * 256]) > 30 and snr(fast(long[None])[0], out[1]) > 30
     assert snr(alone[:, -512:], out[0, :, 9 * 256 - 512: 9 * 256]) > 30  # the two frames next to the padding
+    fast.stage_chunk = 700  # stages 1-3 in chunks (fused: at least FUSED_MIN_CHUNK samples)
+    monkeypatch.setattr(fast_module, "FUSED_MIN_CHUNK", 512)
+    assert snr(out, fast(batch, torch.tensor([9, 20]))) > 30
 
 
 @pytest.mark.parametrize("backend,tolerance", [("torch", 1e-4), ("eager", 0.0), ("compile", 1e-4),
@@ -191,6 +205,9 @@ def test_bf16_uses_the_fast_path_only_where_the_cpu_has_it(monkeypatch):
     monkeypatch.setattr("hifigan.engines.cpu_bf16_supported", lambda: True)
     forced = Vocoder(generator, config, precision="bf16")  # as on an AMX machine
     assert forced.precision == "bf16" and forced.engine.blocks[0][0].dtype == torch.bfloat16
+    # bf16 on CPU takes oneDNN's fused ops where the CPU runs them natively; fp32 does not.
+    assert forced.engine.fused == (cpu_bf16_supported() and onednn_available())
+    assert not Vocoder(generator, config).engine.fused
     assert forced(random_mel(4)).shape == (1, 4 * 256)
 
 

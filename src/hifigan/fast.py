@@ -27,8 +27,10 @@ fp32 raised the worst of three clips from 25.5 to 35.2 dB (V1) and from 24.5 to 
 no measurable cost. The last stage's convs are bf16 only where it is wide (V1: 32 channels, 16%
 faster at 128 frames, mel L1 within 0.003 of fp32's): V2's 8-channel last stage gains nothing in
 bf16 and sets the noise floor of quiet passages (mel L1 0.370 against fp32's 0.328). The residual
-stream (the blocks' inputs, sums and means) is bf16 in inner stages of 64+ channels (V1's 128 and
-64: 12% faster) and fp32 elsewhere (V2's narrow stages: mel L1 0.02 worse in bf16).
+stream (the blocks' inputs, sums and means) is bf16 in stages of 64+ channels but the last, the
+first from 256 (V1: 17% faster), and fp32 elsewhere (V2's narrow stages: mel L1 0.02 worse in
+bf16). Where it is bf16, the convs run as oneDNN fused ops (leaky_relu and sums fused) when the
+Vocoder asks for bf16 on CPU (see `fused`).
 """
 
 from __future__ import annotations
@@ -64,12 +66,15 @@ FFT_MIN_MACS = 450_000_000
 # threads) bf16 convs ran 3.2-7.3x fp32 at 32 channels but 0.5-1.4x at 8, where V2's last stage
 # in bf16 was slower than in fp32 (19.3 vs 18.1 ms at 128 frames) and its mel L1 0.04 worse.
 BF16_MIN_LAST_WIDTH = 32
-# ... and an inner stage's residual stream (the blocks' input, sums and mean) is bf16 from this
-# width, fp32 below and in the first and last stages. Measured on LJSpeech clips against fp32: in
-# V1's 128- and 64-channel stages bf16 took 12% off the time at 128 frames, SNR and mel L1 within
-# noise of the fp32 stream's (16 clips: worst 34.1 dB); in V2's 32- and 16-channel stages it cost
+# ... and a stage's residual stream (the blocks' input, sums and mean) is bf16 from these widths
+# (the first stage, which all the others amplify, from a wider one), fp32 below and in the last
+# stage. Measured on LJSpeech clips against fp32: in V1's 128- and 64-channel stages bf16 took 12%
+# off the time at 128 frames and in its 256-channel first stage 5% more, SNR and mel L1 within
+# noise of the fp32 stream's (16 clips: worst 34-36 dB); in V2's 32- and 16-channel stages it cost
 # 0.02 of mel L1, and in V2's first (64-channel) stage the worst of 16 clips fell from 31.4 to 30.4 dB.
 BF16_MIN_RESIDUAL_WIDTH = 64
+BF16_MIN_FIRST_RESIDUAL_WIDTH = 256
+FUSED_MIN_CHUNK = 8192
 
 # Transposed convs on inputs up to this many steps (V1/V2's first upsampling of a short mel) run
 # on the plain (B, C, L) layout: as fast here, and oneDNN's channels-last path holds 8 MB more
@@ -107,12 +112,16 @@ class FusedConv(nn.Module):
         self.fused = fused and dtype != torch.float16
         self.padding, self.stride = [0, conv.padding[0]], [1, conv.stride[0]]
         self.dilation = [1, conv.dilation[0]]
-        # In fp32 a view of the generator's weight (no second copy). A reduced-precision copy is
-        # stored channels-last, the layout conv2d asks of it beside channels-last inputs, which
-        # spares a copy of every weight on every call (3-4% of a bf16 conv here).
-        self.weight = conv.weight.detach()[:, :, None, :].to(dtype)
-        if dtype != conv.weight.dtype and not self.transposed:
-            self.weight = self.weight.contiguous(memory_format=torch.channels_last)
+        # A view of the generator's weight (no second copy) where it is used as it is: in fp32,
+        # and when fused, which packs its own copy in `dtype` (_packed_weight). Otherwise a
+        # reduced-precision copy, stored channels-last, the layout conv2d asks of it beside
+        # channels-last inputs, which spares a copy of every weight on every call (3-4% of a
+        # bf16 conv here).
+        self.weight = conv.weight.detach()[:, :, None, :]
+        if dtype != self.weight.dtype and not self.fused:
+            self.weight = self.weight.to(dtype)
+            if not self.transposed:
+                self.weight = self.weight.contiguous(memory_format=torch.channels_last)
         self.bias = conv.bias.detach().to(dtype)
         self._packed: tuple[tuple[int, ...], torch.Tensor] | None = None
 
@@ -124,12 +133,13 @@ class FusedConv(nn.Module):
         """
         shape = tuple(x.shape)
         if self._packed is None or self._packed[0] != shape:
+            weight = self.weight.to(self.dtype)
             if self.transposed:
                 packed = torch.ops.mkldnn._reorder_convolution_transpose_weight(
-                    self.weight, self.padding, [0, 0], self.stride, self.dilation, 1, list(shape))
+                    weight, self.padding, [0, 0], self.stride, self.dilation, 1, list(shape))
             else:
                 packed = torch.ops.mkldnn._reorder_convolution_weight(
-                    self.weight, self.padding, self.stride, self.dilation, 1, list(shape))
+                    weight, self.padding, self.stride, self.dilation, 1, list(shape))
             self._packed = (shape, packed)
         return self._packed[1]
 
@@ -250,9 +260,12 @@ class FastGenerator(nn.Module):
     Args:
         generator: a Generator with weight norm folded (layers.fold_weight_norm).
         dtype: compute dtype of the inner convolutions (float32 or bfloat16; see module doc).
-        fused: oneDNN's fused conv ops with weights packed for the input size (CPU only), 3-7%
-            faster than plain channels-last conv2d here, but oneDNN then caches a scratchpad per
-            layer (+0.9 GB resident for V1 at 8 s of audio), so the Vocoder does not use it.
+        fused: oneDNN's fused conv ops with weights packed for the input size (CPU only; in a
+            bf16 engine only its bf16 convs): leaky_relu and same-dtype residual sums fused into
+            the convs. In bf16 8-18% faster than plain conv2d here (V1, AMX), and with stages in
+            chunks of at most fused_chunk_values values, no more memory, so the Vocoder uses it
+            for bf16 on CPU. In fp32 it gained 0-3% for V1 and held more memory (oneDNN's
+            buffers grow with the input: +0.9 GB for V1 at 8 s unchunked), so fp32 does not.
         fft_min_width: residual-block convs with in_channels * kernel_size of at least this (and
             FFT_MIN_KERNEL taps) run as FFT convolutions when computing fp32 on CPU; None runs
             every conv directly; "auto": FFT_MIN_WIDTH where DFT blocks pay off on this CPU
@@ -267,41 +280,43 @@ class FastGenerator(nn.Module):
     # growth in the last stage) and 862-884 MB for the eager generator; 5% slower than unchunked
     # (8192: 11% slower).
     stage_chunk = 32768
+    # In a fused engine a chunk also holds at most this many values (channels x samples), but no
+    # fewer than FUSED_MIN_CHUNK samples: oneDNN's fused primitives keep buffers that grow with
+    # their input. Process peaks for V1 in bf16 at 128 / 693 / 2000 frames: 411-417 / 474 /
+    # 664-708 MB, against 440-445 / 501-513 / 639-688 unfused with stage_chunk alone and 492 /
+    # 483 / 652 fused with 2 ** 20 values (narrow stages in short windows cost V2 up to 20%).
+    fused_chunk_values = 2 ** 19
 
     def __init__(self, generator: Generator, *, dtype: torch.dtype = torch.float32, fused: bool = False,
                  fft_min_width: int | None | Literal["auto"] = "auto", fft_min_macs: int = FFT_MIN_MACS) -> None:
         super().__init__()
+        on_cpu = generator.conv_pre.weight.device.type == "cpu"
         # Packed bf16 needs a CPU with bf16 instructions; without, torch's plain ops emulate it.
-        fused = fused and onednn_available() and (dtype == torch.float32 or cpu_bf16_supported())
+        self.fused = fused and on_cpu and onednn_available() and (dtype == torch.float32 or cpu_bf16_supported())
+        self.dtype = dtype
         self.upsample_rates = generator.upsample_rates
         self.num_kernels = generator.num_kernels
         self.hop_length = generator.hop_length
         self.two_convs = isinstance(generator.resblocks[0], ResBlock1)
-        self.conv_pre = FusedConv(generator.conv_pre, dtype=torch.float32, fused=fused)
-        self.conv_post = FusedConv(generator.conv_post, dtype=torch.float32, fused=fused)
-        # bf16 policy (module doc): the first and last upsampling convs stay fp32, and the last
-        # stage's residual blocks too where they are narrow.
+        # bf16 policy (module doc): conv_pre, the first and last upsampling convs and conv_post in
+        # fp32; the last stage's convs where narrow; residual streams where narrow or at the ends.
         last = len(generator.ups) - 1
-        self.ups = nn.ModuleList(FusedConv(up, dtype=torch.float32 if i in (0, last) else dtype, fused=fused)
-                                 for i, up in enumerate(generator.ups))
         widths = [up.out_channels for up in generator.ups]
-        last_dtype = dtype if widths[last] >= BF16_MIN_LAST_WIDTH else torch.float32
-        # The dtype of each stage's residual stream (its input, the blocks' sums and their mean).
-        self.stage_dtypes = [dtype if 0 < i < last and width >= BF16_MIN_RESIDUAL_WIDTH else torch.float32
+        self.stage_dtypes = [dtype if i < last and width >= (BF16_MIN_FIRST_RESIDUAL_WIDTH if i == 0 else
+                                                             BF16_MIN_RESIDUAL_WIDTH) else torch.float32
                              for i, width in enumerate(widths)]
-        on_cpu = generator.conv_pre.weight.device.type == "cpu"
-        fft_min_width = fft_min_width if on_cpu and dtype == torch.float32 else None
-        if fft_min_width == "auto":
-            wide = any(fft_block(conv.in_channels, conv.kernel_size[0]) for block in generator.resblocks
-                       for conv in self._convs(block))
-            fft_min_width = FFT_MIN_WIDTH if wide and dft_blocks_pay_off(torch.get_num_threads()) else None
+        conv_dtypes = [dtype] * last + [dtype if widths[last] >= BF16_MIN_LAST_WIDTH else torch.float32]
+        self.conv_pre = self._direct(generator.conv_pre, torch.float32, torch.float32)
+        self.conv_post = self._direct(generator.conv_post, torch.float32, torch.float32)
+        self.ups = nn.ModuleList(self._direct(up, torch.float32 if i in (0, last) else dtype, self.stage_dtypes[i])
+                                 for i, up in enumerate(generator.ups))
+        fft_min_width = self._fft_min_width(generator, fft_min_width if on_cpu and dtype == torch.float32 else None)
 
         def block_conv(conv: nn.Conv1d, stage: int) -> nn.Module:
-            conv_dtype = last_dtype if stage == last else dtype
             block = fft_block(conv.in_channels, conv.kernel_size[0], fft_min_width)
             if block is None:
-                return FusedConv(conv, dtype=conv_dtype, fused=fused)
-            return WideConv(conv, block=block, min_macs=fft_min_macs, dtype=conv_dtype, fused=fused)
+                return self._direct(conv, conv_dtypes[stage], self.stage_dtypes[stage])
+            return WideConv(conv, block=block, min_macs=fft_min_macs, dtype=conv_dtypes[stage], fused=self.fused)
 
         self.blocks = nn.ModuleList(
             nn.ModuleList(block_conv(conv, stage=i // self.num_kernels) for conv in self._convs(block))
@@ -310,6 +325,22 @@ class FastGenerator(nn.Module):
         reach = [sum(conv.dilation[0] * (conv.kernel_size[0] - 1) // 2 for conv in self._convs(block))
                  for block in generator.resblocks]
         self.reach = [max(reach[i:i + self.num_kernels]) for i in range(0, len(reach), self.num_kernels)]
+
+    def _direct(self, conv: nn.Module, conv_dtype: torch.dtype, stage_dtype: torch.dtype) -> FusedConv:
+        """A conv run directly in conv_dtype, in a stage whose residual stream is stage_dtype. The
+        fused ops only where both are the engine's dtype: in bf16, fusing the convs of stages with
+        an fp32 residual stream (no fusable sum) or of fp32 convs gained nothing measurable for V1
+        (70.6 vs 70.0 ms at 128 frames), and fp32 fused convs hold more memory."""
+        return FusedConv(conv, dtype=conv_dtype, fused=self.fused and conv_dtype == stage_dtype == self.dtype)
+
+    def _fft_min_width(self, generator: Generator, fft_min_width: int | None | Literal["auto"]) -> int | None:
+        """FastGenerator's fft_min_width with "auto" resolved (asks the probe only if some
+        residual-block conv is wide enough for DFT blocks)."""
+        if fft_min_width != "auto":
+            return fft_min_width
+        wide = any(fft_block(conv.in_channels, conv.kernel_size[0]) for block in generator.resblocks
+                   for conv in self._convs(block))
+        return FFT_MIN_WIDTH if wide and dft_blocks_pay_off(torch.get_num_threads()) else None
 
     def _convs(self, block: nn.Module) -> list[nn.Module]:
         """A residual block's convs in the order they run (conv_d, conv_1, conv_d', ...)."""
@@ -341,7 +372,10 @@ class FastGenerator(nn.Module):
         not one per chunk length (it caches them: 0.1-0.3 MB each)."""
         blocks = self.blocks[stage * self.num_kernels:(stage + 1) * self.num_kernels]
         length, reach = x.shape[-1], self.reach[stage]
-        chunk = -(-length // -(-length // self.stage_chunk))  # equal chunks, none longer than stage_chunk
+        limit = self.stage_chunk
+        if any(getattr(conv, "fused", False) for conv in blocks[0]):
+            limit = min(limit, max(FUSED_MIN_CHUNK, self.fused_chunk_values // x.shape[1]))
+        chunk = -(-length // -(-length // limit))  # equal chunks, none longer than the limit
         window = chunk + 2 * reach
         if window >= length:
             return self._blocks_mean(blocks, x, mask)
