@@ -28,7 +28,7 @@ no measurable cost. The last stage's convs are bf16 only where it is wide (V1: 3
 faster at 128 frames, mel L1 within 0.003 of fp32's): V2's 8-channel last stage gains nothing in
 bf16 and sets the noise floor of quiet passages (mel L1 0.370 against fp32's 0.328). The residual
 stream (the blocks' inputs, sums and means) is bf16 in stages of 64+ channels but the last, the
-first from 256 (V1: 17% faster), and fp32 elsewhere (V2's narrow stages: mel L1 0.02 worse in
+first from 256 (V1: 12% faster, 5% more for its first stage), and fp32 elsewhere (V2's narrow stages: mel L1 0.02 worse in
 bf16). Where it is bf16, the convs run as oneDNN fused ops (leaky_relu and sums fused) when the
 Vocoder asks for bf16 on CPU (see `fused`).
 """
@@ -262,7 +262,7 @@ class FastGenerator(nn.Module):
         dtype: compute dtype of the inner convolutions (float32 or bfloat16; see module doc).
         fused: oneDNN's fused conv ops with weights packed for the input size (CPU only; in a
             bf16 engine only its bf16 convs): leaky_relu and same-dtype residual sums fused into
-            the convs. In bf16 8-18% faster than plain conv2d here (V1, AMX), and with stages in
+            the convs. In bf16 6-15% faster than plain conv2d here (V1, AMX), and with stages in
             chunks of at most fused_chunk_values values, no more memory, so the Vocoder uses it
             for bf16 on CPU. In fp32 it gained 0-3% for V1 and held more memory (oneDNN's
             buffers grow with the input: +0.9 GB for V1 at 8 s unchunked), so fp32 does not.
@@ -282,9 +282,9 @@ class FastGenerator(nn.Module):
     stage_chunk = 32768
     # In a fused engine a chunk also holds at most this many values (channels x samples), but no
     # fewer than FUSED_MIN_CHUNK samples: oneDNN's fused primitives keep buffers that grow with
-    # their input. Process peaks for V1 in bf16 at 128 / 693 / 2000 frames: 411-417 / 474 /
-    # 664-708 MB, against 440-445 / 501-513 / 639-688 unfused with stage_chunk alone and 492 /
-    # 483 / 652 fused with 2 ** 20 values (narrow stages in short windows cost V2 up to 20%).
+    # their input. Process peaks for V1 in bf16 at 128 / 693 / 2000 frames: 411-442 / 474-479 /
+    # 664-708 MB, against 426-445 / 495-513 / 639-688 unfused with stage_chunk alone and 492 /
+    # 483 / 652 fused with 2 ** 20 values.
     fused_chunk_values = 2 ** 19
 
     def __init__(self, generator: Generator, *, dtype: torch.dtype = torch.float32, fused: bool = False,
