@@ -76,8 +76,8 @@ def build_engine(generator: Generator, config: ModelConfig, *, device: torch.dev
         return runtime_generator(backend, onnx_bytes(generator, config), threads=threads, precision=precision)
     set_threads(threads)
     if backend == "torch":
-        # Fused oneDNN ops pay in bf16 on CPU only (FastGenerator's `fused`).
-        return FastGenerator(generator, dtype=dtype, fused=dtype == torch.bfloat16 and device.type == "cpu")
+        # Fused oneDNN ops pay in bf16 only; FastGenerator uses them on CPU only (its `fused`).
+        return FastGenerator(generator, dtype=dtype, fused=dtype == torch.bfloat16)
     # A reduced-precision copy, so the fp32 generator the caller (and Vocoder.generator) holds stays fp32.
     eager = generator if dtype == torch.float32 else copy.deepcopy(generator).to(dtype)
     return torch.compile(eager, dynamic=None) if backend == "compile" else eager

@@ -193,6 +193,7 @@ class WideConv(nn.Module):
         super().__init__()
         self.direct = FusedConv(conv, dtype=dtype, fused=fused)
         self.spectral = SpectralConv(conv, block)
+        self.dtype = dtype  # what the direct path computes in, as FusedConv.dtype
         self.min_steps = -(-min_macs // (conv.in_channels * conv.out_channels * conv.kernel_size[0]))
 
     def path(self, x: torch.Tensor) -> nn.Module:
@@ -202,11 +203,6 @@ class WideConv(nn.Module):
     def forward(self, x: torch.Tensor, slope: float | None = None,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
         return self.path(x)(x, slope=slope, residual=residual)
-
-
-def _input_dtype(conv: nn.Module) -> torch.dtype:
-    """The dtype a FusedConv or WideConv computes in (its inputs are cast to it)."""
-    return (conv.direct if isinstance(conv, WideConv) else conv).dtype
 
 
 def _activated(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -391,7 +387,7 @@ class FastGenerator(nn.Module):
         """The mean of the K residual blocks on x (B, C, 1, L). In reduced precision the blocks share
         one leaky_relu(x), rounded once (half x's size); in fp32 each block computes its own, which
         keeps one activation fewer alive."""
-        dtype = _input_dtype(blocks[0][0])
+        dtype = blocks[0][0].dtype
         shared = _activated(x, dtype) if dtype != torch.float32 else None
         total = self._block(blocks[0], x, mask, shared)
         for block in blocks[1:]:
@@ -403,7 +399,7 @@ class FastGenerator(nn.Module):
         """One residual block on x (B, C, 1, L); `activated_x`: leaky_relu(x) if already computed."""
         step = 2 if self.two_convs else 1
         for j in range(0, len(convs), step):
-            activated = activated_x if j == 0 and activated_x is not None else _activated(x, _input_dtype(convs[j]))
+            activated = activated_x if j == 0 and activated_x is not None else _activated(x, convs[j].dtype)
             if self.two_convs:
                 activated = _masked(convs[j](activated, slope=LRELU_SLOPE), mask)
             # Masking the sum equals adding a masked residual: x is already zero where masked.
