@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from hifigan import pretrained
 from hifigan.checkpoint import build_generator
 from hifigan.config import V1, V3, MelConfig, ModelConfig
 
@@ -20,6 +22,13 @@ LJ_V2 = SHARED / "pretrained" / "lj_v2_generator.pt"
 TINY_V1 = dataclasses.replace(V1, upsample_initial_channel=32)
 TINY_V3 = dataclasses.replace(V3, upsample_initial_channel=16)
 TINY = {"v1": TINY_V1, "v3": TINY_V3}
+
+
+try:
+    WEIGHTS = metadata.distribution(pretrained.WEIGHTS_DISTRIBUTION)
+except metadata.PackageNotFoundError:
+    WEIGHTS = None
+needs_weights = pytest.mark.skipif(WEIGHTS is None, reason="the extra hifigan[pretrained] is not installed")
 
 
 def needs_shared(path: Path) -> pytest.MarkDecorator:

@@ -8,11 +8,7 @@ from hifigan import Vocoder
 from hifigan import pretrained
 from hifigan.errors import ModelNotFoundError
 
-try:
-    WEIGHTS = metadata.distribution(pretrained.WEIGHTS_DISTRIBUTION)
-except metadata.PackageNotFoundError:
-    WEIGHTS = None
-needs_weights = pytest.mark.skipif(WEIGHTS is None, reason="the extra hifigan[pretrained] is not installed")
+from conftest import needs_weights
 
 
 class FakeDistribution:
