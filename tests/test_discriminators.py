@@ -113,22 +113,25 @@ def test_period_discriminator_equals_the_reference_conv2d_form(length):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_scale_discriminator_channels_last_layers_equal_channels_first():
+def test_scale_discriminator_cpu_kernels_equal_channels_first():
     torch.manual_seed(2)
-    layouts = {"channels-first": (False,) * 7, "mixed": (False, True, True, False, False, False, False),
-               "channels-last": (True,) * 7}
-    reference = ScaleDiscriminator(channels=(8, 16, 16, 32, 32, 32, 32), cpu_channels_last=layouts["channels-first"])
+    first, last = "channels-first", "channels-last"
+    kernels = {"channels-first": (first,) * 7, "default": None, "channels-last": (last,) * 7,
+               "matmul": ("matmul", last, first, last, first, last, "matmul")}
+    reference = ScaleDiscriminator(channels=(8, 16, 16, 32, 32, 32, 32), cpu_kernels=kernels["channels-first"])
     audio = torch.randn(2, 1, 3001, requires_grad=True)
     loss = lambda logits, maps: logits.square().sum() + sum(m.abs().mean() for m in maps)  # noqa: E731
     expected = reference(audio)
     expected_grads = torch.autograd.grad(loss(*expected), [audio, *reference.parameters()])
-    for name in ("mixed", "channels-last"):
-        d = ScaleDiscriminator(channels=(8, 16, 16, 32, 32, 32, 32), cpu_channels_last=layouts[name])
+    for name in ("default", "channels-last", "matmul"):
+        d = ScaleDiscriminator(channels=(8, 16, 16, 32, 32, 32, 32), cpu_kernels=kernels[name])
         d.load_state_dict(reference.state_dict())
         logits, maps = d(audio)
         assert [m.shape for m in maps] == [m.shape for m in expected[1]]
-        if name == "mixed":
-            assert not maps[1].is_contiguous() and maps[1].transpose(1, 2).is_contiguous()  # really channels-last
+        if name == "default":
+            assert d.cpu_kernels == ("matmul", last, last, first, first, first, "matmul")
+            for i in (0, 1, 6):  # matmul and channels-last layers really leave channels-last maps
+                assert not maps[i].is_contiguous() and maps[i].transpose(1, 2).is_contiguous()
         torch.testing.assert_close(logits, expected[0], rtol=1e-4, atol=1e-5)
         for a, b in zip(maps, expected[1]):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
@@ -136,9 +139,14 @@ def test_scale_discriminator_channels_last_layers_equal_channels_first():
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_scale_discriminator_refuses_a_layout_per_conv_mismatch():
-    with pytest.raises(ValueError, match="cpu_channels_last has 2 entries for 7 convs"):
-        ScaleDiscriminator(cpu_channels_last=(True, False))
+def test_scale_discriminator_refuses_wrong_cpu_kernels():
+    with pytest.raises(ValueError, match="cpu_kernels has 2 entries for 7 convs"):
+        ScaleDiscriminator(cpu_kernels=("matmul", "channels-last"))
+    with pytest.raises(ValueError, match="unknown CPU kernel 'winograd'"):
+        ScaleDiscriminator(cpu_kernels=("winograd",) * 7)
+    with pytest.raises(ValueError, match="ungrouped convs only, not groups=4"):
+        ScaleDiscriminator(cpu_kernels=("matmul",) * 7)
+    assert ScaleDiscriminator(groups=(1, 1, 16, 16, 16, 16, 1)).cpu_kernels[:3] == ("matmul", "matmul", "channels-last")
 
 
 def test_tiny_depthwise_scale_discriminator_trains_in_cpu_fp16():
