@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from hifigan.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator, ScaleDiscriminator
+from hifigan.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator, ScaleDiscriminator, frozen_weights
 from hifigan.layers import hangs_in_cpu_fp16
 
 TINY_MPD = dict(channels=(4, 8, 8, 16))
@@ -72,6 +72,28 @@ def test_spectral_norm_sees_each_part_in_turn():
                               msd.state_dict()["discriminators.0.convs.0.parametrizations.weight.0._u"])
     with pytest.raises(ValueError, match="a batch of 3 does not split into 2 equal parts"):
         msd(torch.randn(3, 1, 4096), parts=2)
+
+
+def test_frozen_weights_are_computed_once_and_leave_spectral_norm_running():
+    torch.manual_seed(3)
+    mpd, msd = MultiPeriodDiscriminator(**TINY_MPD), MultiScaleDiscriminator(**TINY_MSD)
+    plain_msd = copy.deepcopy(msd)
+    audio = torch.randn(2, 1, 4096)
+    expected = [mpd(audio), plain_msd(audio), plain_msd(audio)]
+    calls = []
+    conv = mpd.discriminators[0].convs[1]
+    conv.parametrizations.weight.register_forward_hook(lambda *_: calls.append(1))
+    with frozen_weights([mpd, msd]):
+        got = [mpd(audio), msd(audio), msd(audio)]
+        assert len(calls) == 1  # normalised on entry only, not on each of the calls
+    for (ours, theirs) in zip(got, expected):  # the same values; the spectral scale still advances per call
+        for (logits, maps), (ref_logits, ref_maps) in zip(ours, theirs):
+            torch.testing.assert_close(logits, ref_logits, rtol=0, atol=0)
+    for key, value in plain_msd.state_dict().items():
+        torch.testing.assert_close(msd.state_dict()[key], value, rtol=0, atol=0)
+    assert "frozen_weight" not in conv.__dict__  # gone on exit
+    with frozen_weights([mpd], dtype=torch.bfloat16):
+        assert conv.frozen_weight.dtype == torch.bfloat16 and not conv.frozen_weight.requires_grad
 
 
 def test_gradients_reach_the_input():

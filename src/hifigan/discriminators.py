@@ -8,11 +8,13 @@ Attribute names (discriminators.{i}.convs.{j}, conv_post) follow the original ch
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils import parametrize
 
 from .layers import conv1d_channels_last, conv1d_in_fp32, hangs_in_cpu_fp16, normalized
 from .matmulconv import matmul_conv1d
@@ -22,8 +24,41 @@ DiscriminatorOutput = list[tuple[torch.Tensor, list[torch.Tensor]]]
 CPU_KERNELS = ("matmul", "channels-last", "channels-first")
 
 
+def _weight(conv: nn.Module) -> torch.Tensor:
+    """The conv's weight: the copy frozen_weights() made, if any, else the (normalised) weight."""
+    frozen = conv.__dict__.get("frozen_weight")
+    return conv.weight if frozen is None else frozen
+
+
 def _call(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return conv(x)
+    return conv._conv_forward(x, _weight(conv), conv.bias)
+
+
+def _advances_on_call(conv: nn.Module) -> bool:
+    """Spectral norm: each training-mode call of the weight runs a power iteration."""
+    return parametrize.is_parametrized(conv, "weight") and any(hasattr(p, "_u") for p in conv.parametrizations.weight)
+
+
+@contextlib.contextmanager
+def frozen_weights(modules: Sequence[nn.Module], dtype: torch.dtype | None = None) -> Iterator[None]:
+    """Within the block, each conv of `modules` uses one detached copy of its weight (cast to
+    `dtype`), made on entry, instead of normalising (and casting) it again on every call.
+
+    For the generator step, whose two passes through each discriminator (real, then generated
+    audio) see the same, frozen weights. Spectral-normalised convs are left alone: each of their
+    calls advances the power iteration, as the reference's calls do.
+    """
+    convs = [m for module in modules for m in module.modules()
+             if isinstance(m, (nn.Conv1d, nn.Conv2d)) and not _advances_on_call(m)]
+    with torch.no_grad():
+        for conv in convs:
+            weight = conv.weight
+            conv.frozen_weight = weight if dtype is None else weight.to(dtype)
+    try:
+        yield
+    finally:
+        for conv in convs:
+            del conv.frozen_weight
 
 
 def _run_convs(convs: nn.ModuleList, conv_post: nn.Module, x: torch.Tensor,
@@ -71,7 +106,7 @@ class PeriodDiscriminator(nn.Module):
         sequences = columns.permute(0, 3, 1, 2).reshape(batch * period, 1, rows)  # (B * p, 1, N / p)
 
         def apply(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-            return matmul_conv1d(x, conv.weight.squeeze(-1), conv.bias, stride=conv.stride[0], padding=conv.padding[0])
+            return matmul_conv1d(x, _weight(conv).squeeze(-1), conv.bias, stride=conv.stride[0], padding=conv.padding[0])
 
         _, maps = _run_convs(self.convs, self.conv_post, sequences, apply=apply)
         # (B * p, C, T) -> (B, C, T, p): strides differ from the reference, values and shapes do not.
@@ -133,8 +168,8 @@ class ScaleDiscriminator(nn.Module):
             if hangs_in_cpu_fp16(conv, x):
                 return conv1d_in_fp32(conv, x)
             if kernel == "matmul":
-                return matmul_conv1d(x, conv.weight, conv.bias, stride=conv.stride[0], padding=conv.padding[0])
-            return conv1d_channels_last(conv, x) if kernel == "channels-last" else conv(x)
+                return matmul_conv1d(x, _weight(conv), conv.bias, stride=conv.stride[0], padding=conv.padding[0])
+            return conv1d_channels_last(conv, x, _weight(conv)) if kernel == "channels-last" else _call(conv, x)
 
         return _run_convs(self.convs, self.conv_post, audio, apply=apply)
 

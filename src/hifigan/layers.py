@@ -76,8 +76,9 @@ def split_weight_norm(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return norms.reshape(ones.shape).clone(), weight.clone()
 
 
-def conv1d_channels_last(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
-    """`conv(x)` for x (N, C_in, L), run by oneDNN as a (1, k) Conv2d on channels-last data.
+def conv1d_channels_last(conv: nn.Conv1d, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """`conv(x)` for x (N, C_in, L), run by oneDNN as a (1, k) Conv2d on channels-last data
+    (with `weight` in place of conv.weight when given).
 
     Returns (N, C_out, L_out) with channels-last strides; a chain of such calls copies the input
     only once. On a 2-core AVX-512 CPU this ran the scale discriminators' stride-2 grouped layers
@@ -85,7 +86,8 @@ def conv1d_channels_last(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     layers mostly slower (up to 2.4x), so callers choose it per layer.
     """
     x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-    y = F.conv2d(x, conv.weight.unsqueeze(2), conv.bias, (1, conv.stride[0]), (0, conv.padding[0]),
+    weight = conv.weight if weight is None else weight
+    y = F.conv2d(x, weight.unsqueeze(2), conv.bias, (1, conv.stride[0]), (0, conv.padding[0]),
                  (1, conv.dilation[0]), conv.groups)
     return y.squeeze(2)
 

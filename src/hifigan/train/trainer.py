@@ -26,7 +26,7 @@ from ..checkpoint import NATIVE_FORMAT, NATIVE_VERSION, build_generator, save_ch
 from ..config import ModelConfig, TrainConfig
 from ..data import Example, SegmentDataset, collate
 from ..device import cpu_bf16_slower_than_fp32, cpu_bf16_supported
-from ..discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
+from ..discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator, frozen_weights
 from ..errors import ConfigError, HifiganError
 from ..losses import LOSS_WEIGHTS, discriminator_loss, generator_loss
 from ..mel import MelSpectrogram
@@ -212,7 +212,8 @@ class Trainer:
         here and throws them away."""
         real_out, fake_out = [], []
         discriminators = (self.mpd, self.msd)
-        with _frozen(discriminators):
+        # Both passes share one normalised copy of each weight, in the dtype the convs compute in.
+        with _frozen(discriminators), frozen_weights(discriminators, AUTOCAST_DTYPES.get(self.train.precision)):
             for d in discriminators:  # the unwrapped modules: no gradient reaches their weights, nothing to sync
                 with torch.no_grad():
                     real_out += d(real)
