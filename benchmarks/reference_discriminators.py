@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils import parametrizations
 
 from hifigan.discriminators import _run_convs as _convs_then_post  # lrelu(conv) layers, then conv_post
-from hifigan.layers import normalized
+
+
+def normalized(conv: nn.Module, norm: str) -> nn.Module:
+    """torch's own weight and spectral norms (hifigan's spectral norm has a faster backward pass)."""
+    if norm == "spectral":
+        return parametrizations.spectral_norm(conv)
+    return parametrizations.weight_norm(conv, dim=0)
 
 
 class DiscriminatorP(nn.Module):

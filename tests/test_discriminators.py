@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from hifigan.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator, ScaleDiscriminator, frozen_weights
-from hifigan.layers import hangs_in_cpu_fp16
+from hifigan.layers import _SpectralDivision, hangs_in_cpu_fp16, spectral_norm, spectral_norm_vectors
 
 TINY_MPD = dict(channels=(4, 8, 8, 16))
 TINY_MSD = dict(channels=(16, 16, 16, 16, 16, 16, 16))
@@ -72,6 +72,28 @@ def test_spectral_norm_sees_each_part_in_turn():
                               msd.state_dict()["discriminators.0.convs.0.parametrizations.weight.0._u"])
     with pytest.raises(ValueError, match="a batch of 3 does not split into 2 equal parts"):
         msd(torch.randn(3, 1, 4096), parts=2)
+
+
+def test_spectral_norm_equals_torchs_with_its_own_backward():
+    torch.manual_seed(0)
+    ours, theirs = nn.Conv1d(8, 16, 5), nn.Conv1d(8, 16, 5)
+    theirs.load_state_dict(ours.state_dict())
+    torch.manual_seed(1)
+    spectral_norm(ours)
+    torch.manual_seed(1)
+    torch.nn.utils.parametrizations.spectral_norm(theirs)
+    assert set(ours.state_dict()) == set(theirs.state_dict())  # checkpoints load either way
+    x = torch.randn(2, 8, 40)
+    for _ in range(2):  # each training call advances the power iteration
+        grads = [torch.autograd.grad(conv(x).square().sum(), conv.parametrizations.weight.original)[0]
+                 for conv in (ours, theirs)]
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+    for key, value in theirs.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[key], value, rtol=1e-6, atol=1e-7)
+    assert len(spectral_norm_vectors(nn.Sequential(ours, theirs))) == 4
+    weight = torch.randn(6, 4, 3, dtype=torch.float64, requires_grad=True)
+    u, v = torch.randn(6, dtype=torch.float64), torch.randn(12, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda w: _SpectralDivision.apply(w, u, v), (weight,))
 
 
 def test_frozen_weights_are_computed_once_and_leave_spectral_norm_running():

@@ -28,6 +28,7 @@ from ..data import Example, SegmentDataset, collate
 from ..device import cpu_bf16_slower_than_fp32, cpu_bf16_supported
 from ..discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator, frozen_weights
 from ..errors import ConfigError, HifiganError
+from ..layers import spectral_norm_vectors
 from ..losses import LOSS_WEIGHTS, discriminator_loss, generator_loss
 from ..mel import MelSpectrogram
 from .distributed import DistInfo, barrier, mean_across
@@ -144,7 +145,7 @@ class Trainer:
         every training forward; before each accumulation micro-step after the first they are put
         back where this optimiser step started, so every micro-step sees the vectors one batch N
         times larger sees, and all end where that batch ends."""
-        vectors = [buffer for m in self.msd.modules() if type(m).__name__ == "_SpectralNorm" for buffer in (m._u, m._v)]
+        vectors = spectral_norm_vectors(self.msd)
         start = [vector.clone() for vector in vectors]
         for i, batch in enumerate(batches):
             if i:
