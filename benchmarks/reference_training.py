@@ -1,7 +1,8 @@
 """One training step written the way the original implementation's train.py writes it.
 
 The baseline of benchmarks/train_throughput.py and the yardstick of tests/test_train.py's parity
-test. It runs on private copies of a Trainer's models (the generator as hifigan builds it, the
+test. It runs on private copies of a Trainer's models (the generator as hifigan builds it, its convs in the
+original's channels-first layout; the
 discriminators from reference_discriminators.py with the same weights) and has its own copies
 of the reference losses, so hifigan's losses, loss weights, optimiser settings and the order of
 the spectral norm's power iterations are all checked against it: each discriminator is called on
@@ -37,7 +38,7 @@ class ReferenceStep:
 
     def __init__(self, t) -> None:
         config = t.train
-        self.generator = copy.deepcopy(t.generator)
+        self.generator = copy.deepcopy(t.generator).train_channels_last(False)  # the original's layout
         self.mpd, self.msd = reference_discriminators_from(
             t.mpd, t.msd, mpd_periods=config.mpd_periods, mpd_channels=config.mpd_channels,
             msd_channels=config.msd_channels, msd_groups=config.msd_groups)

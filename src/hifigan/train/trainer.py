@@ -95,7 +95,7 @@ class Trainer:
         self.device, self.run_dir, self.progress = torch.device(device), Path(run_dir), progress and dist.is_main
         self.micro_batch = self._micro_batch_size()
         torch.manual_seed(train.seed)
-        self.generator = build_generator(model, weight_norm=True).to(self.device)
+        self.generator = build_generator(model, weight_norm=True).to(self.device).train_channels_last()
         self.mpd = MultiPeriodDiscriminator(periods=train.mpd_periods, channels=train.mpd_channels).to(self.device)
         self.msd = MultiScaleDiscriminator(channels=train.msd_channels, groups=train.msd_groups).to(self.device)
         self.G, self.MPD, self.MSD = (self._wrap(m) for m in (self.generator, self.mpd, self.msd))
