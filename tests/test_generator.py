@@ -41,6 +41,20 @@ def test_folding_weight_norm_keeps_the_output(name):
     assert torch.allclose(before, after, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["v1", "v3"])
+def test_channels_last_training_equals_the_plain_layout(name):
+    plain = lively(Generator(**dataclasses.asdict(TINY[name])))
+    fast = copy.deepcopy(plain).train_channels_last()
+    mel = random_mel(12, batch=2)
+    outputs = [g(mel) for g in (plain, fast)]
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
+    grads = [torch.autograd.grad(out.square().sum(), list(g.parameters())) for out, g in zip(outputs, (plain, fast))]
+    for ours, expected in zip(*grads[::-1]):
+        torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    with torch.no_grad():  # eval mode (inference) runs the plain layout: bit-identical
+        assert torch.equal(fast.eval()(mel), plain.eval()(mel))
+
+
 def test_state_dict_keys_follow_the_original_layout():
     keys = set(Generator(**dataclasses.asdict(TINY["v1"]), weight_norm=False).state_dict())
     assert {"conv_pre.weight", "ups.3.weight", "resblocks.11.convs1.2.weight", "resblocks.0.convs2.0.bias",

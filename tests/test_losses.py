@@ -38,3 +38,17 @@ def test_generator_loss_uses_the_weights_mapping():
     only_mel, _ = generator_loss(outputs(1.0, 1.0), outputs(0.5, 0.5), real_mel, fake_mel,
                                  weights={"adversarial": 0.0, "feature_matching": 0.0, "mel": 1.0})
     assert torch.isclose(only_mel, torch.tensor(0.1))
+
+
+def test_feature_matching_keeps_each_maps_layout_and_value():
+    torch.manual_seed(0)
+    real = torch.randn(2, 16, 5).transpose(1, 2)  # (2, 5, 16) with channels-last strides
+    fake_first = torch.randn(2, 5, 16, requires_grad=True)  # the same shape, channels-first
+    fake_last = fake_first.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
+    expected = torch.mean(torch.abs(real - fake_first.detach()))
+    for fake in (fake_first, fake_last):
+        loss = feature_matching_loss([(torch.zeros(2, 1), [real])], [(torch.zeros(2, 1), [fake])])
+        torch.testing.assert_close(loss, expected)
+        grad, = torch.autograd.grad(loss, fake)
+        assert grad.stride() == fake.stride()  # no layout mixing in the backward pass
+        torch.testing.assert_close(grad, torch.sign(fake.detach() - real) / real.numel())

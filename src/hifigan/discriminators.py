@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
-from .layers import conv1d_channels_last, conv1d_in_fp32, hangs_in_cpu_fp16, normalized
+from .layers import channels_last_1d, conv1d_channels_last, conv1d_in_fp32, hangs_in_cpu_fp16, normalized
 from .matmulconv import matmul_conv1d
 
 LRELU_SLOPE = 0.1
@@ -157,19 +157,24 @@ class ScaleDiscriminator(nn.Module):
         self.conv_post = normalized(nn.Conv1d(widths[-1], 1, 3, 1, padding=1), norm)
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """audio (B, 1, N) -> logits (B, L), feature maps (B, C, N') (channels-last strides on CPU
-        where chosen)."""
+        """audio (B, 1, N) -> logits (B, L), feature maps (B, C, N'), each in the memory layout of
+        the CPU kernel that reads it next (elementwise ops on mixed layouts ran up to 10x slower)."""
         if audio.device.type != "cpu":
             return _run_convs(self.convs, self.conv_post, audio)
         kernels = dict(zip(self.convs, self.cpu_kernels))
+        next_kernels = dict(zip(self.convs, [*self.cpu_kernels[1:], "channels-first"]))
 
         def apply(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
             kernel = kernels.get(conv, "channels-first")
             if hangs_in_cpu_fp16(conv, x):
-                return conv1d_in_fp32(conv, x)
-            if kernel == "matmul":
-                return matmul_conv1d(x, _weight(conv), conv.bias, stride=conv.stride[0], padding=conv.padding[0])
-            return conv1d_channels_last(conv, x, _weight(conv)) if kernel == "channels-last" else _call(conv, x)
+                y = conv1d_in_fp32(conv, x)
+            elif kernel == "matmul":
+                y = matmul_conv1d(x, _weight(conv), conv.bias, stride=conv.stride[0], padding=conv.padding[0])
+            else:
+                y = conv1d_channels_last(conv, x, _weight(conv)) if kernel == "channels-last" else _call(conv, x)
+            if conv not in next_kernels:  # conv_post: logits
+                return y
+            return y.contiguous() if next_kernels[conv] == "channels-first" else channels_last_1d(y)
 
         return _run_convs(self.convs, self.conv_post, audio, apply=apply)
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import conv1d_channels_last, init_normal, same_padding, weight_norm as apply_weight_norm
+from .layers import channels_last_1d, conv1d_channels_last, init_normal, same_padding, weight_norm as apply_weight_norm
 
 LRELU_SLOPE = 0.1
 # The last activation uses torch's default slope 0.01: the published weights were trained with it.
@@ -42,10 +42,11 @@ class _ResBlock(nn.Module):
 
     channels_last = False  # set by Generator.train_channels_last
 
+    def runs_channels_last(self, x: torch.Tensor) -> bool:
+        return self.channels_last and self.training and x.device.type == "cpu"
+
     def _conv(self, conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last and self.training and x.device.type == "cpu":
-            return conv1d_channels_last(conv, x)
-        return conv(x)
+        return conv1d_channels_last(conv, x) if self.runs_channels_last(x) else conv(x)
 
 
 class ResBlock1(_ResBlock):
@@ -152,6 +153,8 @@ class Generator(nn.Module):
             mask = None if lengths is None else _time_mask(lengths, scale, x.shape[-1], x.dtype)
             x = _masked(x, mask)
             blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
+            if blocks[0].runs_channels_last(x):
+                x = channels_last_1d(x)  # the blocks' layout, so their residual adds do not mix layouts
             # Summed in order, then divided, as the reference does: keeps outputs bit-identical.
             total = blocks[0](x, mask)
             for block in blocks[1:]:

@@ -120,6 +120,11 @@ def split_weight_norm(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return norms.reshape(ones.shape).clone(), weight.clone()
 
 
+def channels_last_1d(x: torch.Tensor) -> torch.Tensor:
+    """x (N, C, L) with channels-last memory (x.transpose(1, 2) contiguous); no copy if it already is."""
+    return x.transpose(1, 2).contiguous().transpose(1, 2)
+
+
 def conv1d_channels_last(conv: nn.Conv1d, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """`conv(x)` for x (N, C_in, L), run by oneDNN as a (1, k) Conv2d on channels-last data
     (with `weight` in place of conv.weight when given).

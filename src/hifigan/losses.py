@@ -31,12 +31,22 @@ def adversarial_loss(fake: DiscriminatorOutput) -> torch.Tensor:
     return total
 
 
+def _memory_order(x: torch.Tensor) -> list[int]:
+    """x's dims by decreasing stride: x.permute(_memory_order(x)) is contiguous if x is dense."""
+    return sorted(range(x.dim()), key=lambda dim: -x.stride(dim))
+
+
 def feature_matching_loss(real: DiscriminatorOutput, fake: DiscriminatorOutput) -> torch.Tensor:
-    """Sum over every feature map of L1(real, fake); real maps are treated as constants."""
+    """Sum over every feature map of L1(real, fake); real maps are treated as constants.
+
+    Both maps are viewed in the generated map's memory order (a mean does not depend on the order
+    of the elements): its gradient then comes back in the map's own layout, channels-last where
+    the discriminator left it so; elementwise ops mixing layouts ran up to 10x slower on the CPU."""
     total = real[0][0].new_zeros(())
     for (_, real_maps), (_, fake_maps) in zip(real, fake):
         for real_map, fake_map in zip(real_maps, fake_maps):
-            total = total + torch.mean(torch.abs(real_map.detach() - fake_map))
+            order = _memory_order(fake_map)
+            total = total + torch.mean(torch.abs(real_map.detach().permute(order) - fake_map.permute(order)))
     return total
 
 
