@@ -172,11 +172,14 @@ def test_scale_discriminator_cpu_kernels_equal_channels_first():
         d.load_state_dict(reference.state_dict())
         logits, maps = d(audio)
         assert [m.shape for m in maps] == [m.shape for m in expected[1]]
-        if name == "default":
-            assert d.cpu_kernels == ("matmul", last, last, first, first, first, "matmul")
+        if name == "default":  # chosen by the dtype computed in
+            assert d.kernels_for(torch.float32) == ("matmul", first, first, first, first, first, "matmul")
+            assert d.kernels_for(torch.bfloat16) == ("matmul", last, last, first, first, first, "matmul")
+            assert d.kernels_for(torch.float16) == d.kernels_for(torch.float32)
+        if name == "matmul":
             for i, m in enumerate(maps[:-1]):  # each map in the layout of the kernel that reads it next
                 channels_last = not m.is_contiguous() and m.transpose(1, 2).is_contiguous()
-                assert channels_last == (i in (0, 1, 5)), i
+                assert channels_last == (i in (0, 2, 4, 5)), i
         torch.testing.assert_close(logits, expected[0], rtol=1e-4, atol=1e-5)
         for a, b in zip(maps, expected[1]):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
@@ -191,7 +194,8 @@ def test_scale_discriminator_refuses_wrong_cpu_kernels():
         ScaleDiscriminator(cpu_kernels=("winograd",) * 7)
     with pytest.raises(ValueError, match="ungrouped convs only, not groups=4"):
         ScaleDiscriminator(cpu_kernels=("matmul",) * 7)
-    assert ScaleDiscriminator(groups=(1, 1, 16, 16, 16, 16, 1)).cpu_kernels[:3] == ("matmul", "matmul", "channels-last")
+    kernels = ScaleDiscriminator(groups=(1, 1, 16, 16, 16, 16, 1)).kernels_for(torch.bfloat16)
+    assert kernels[:3] == ("matmul", "matmul", "channels-last")
 
 
 def test_tiny_depthwise_scale_discriminator_trains_in_cpu_fp16():

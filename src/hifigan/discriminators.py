@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
-from .layers import channels_last_1d, conv1d_channels_last, conv1d_in_fp32, hangs_in_cpu_fp16, normalized
+from .layers import channels_last_1d, compute_dtype, conv1d_channels_last, conv1d_in_fp32, hangs_in_cpu_fp16, normalized
 from .matmulconv import matmul_conv1d
 
 LRELU_SLOPE = 0.1
@@ -114,15 +114,20 @@ class PeriodDiscriminator(nn.Module):
         return torch.flatten(maps[-1], 1, -1), maps
 
 
-def _cpu_kernel(groups: int, stride: int) -> str:
-    """The fastest CPU kernel for a scale discriminator conv, by what timing its layers showed
-    (bf16, batch 4 x 8192 samples, forward and backward): ungrouped layers as one matrix product
-    (1 -> 128, k = 15: 12.2 -> 5.3 ms; 1024 -> 1024, k = 5: 21.7 -> 19.7 ms at 128 steps,
-    16.1 -> 10.7 ms at 33), stride-2 grouped ones channels-last, the others channels-first
-    (a matrix product per group was 2-25x slower than oneDNN for every grouped layer)."""
+def _cpu_kernel(groups: int, stride: int, dtype: torch.dtype) -> str:
+    """The fastest CPU kernel for a scale discriminator conv computing in `dtype`, by what timing
+    its layers (forward and backward, batch 4 x 8192 samples) showed on a 2-core AMX Xeon.
+
+    Ungrouped layers run as one matrix product (bf16: 1 -> 128, k = 15: 12.2 -> 5.3 ms;
+    1024 -> 1024, k = 5: 21.7 -> 19.7 ms at 128 steps, 16.1 -> 10.7 ms at 33); a matrix product
+    per group was 2-25x slower for every grouped layer. Grouped ones run oneDNN's convolution:
+    in bf16 the stride-2 ones channels-last (128 -> 128 in 4 groups: 30.5 -> 17.5 ms), in fp32
+    all channels-first (the same layer: 280 -> 201 ms). Channels-last would also gain for bf16's
+    stride-4 layers (256 -> 512: 12.5 -> 8.0 ms), but oneDNN 3.12 never finished building some
+    of them at the tests' tiny widths, in bf16 and in fp16 alike."""
     if groups == 1:
         return "matmul"
-    return "channels-last" if stride == 2 else "channels-first"
+    return "channels-last" if dtype == torch.bfloat16 and stride == 2 else "channels-first"
 
 
 class ScaleDiscriminator(nn.Module):
@@ -134,14 +139,15 @@ class ScaleDiscriminator(nn.Module):
                  strides: Sequence[int] = (1, 2, 2, 4, 4, 1, 1), norm: str = "weight",
                  cpu_kernels: Sequence[str] | None = None) -> None:
         """cpu_kernels: per conv, how the CPU runs it: "matmul" (matmulconv; ungrouped convs only),
-        "channels-last" (conv1d_channels_last) or "channels-first" (nn.Conv1d). The default,
-        _cpu_kernel's rule, comes from timing forward and backward of each layer at the trainer's
-        shapes on a 2-core AMX Xeon, bf16 and fp32."""
+        "channels-last" (conv1d_channels_last) or "channels-first" (nn.Conv1d). By default each
+        call picks them by the dtype it computes in (_cpu_kernel)."""
         super().__init__()
         widths = [1, *channels]
         self.spectral = norm == "spectral"
+        self.groups, self.strides = tuple(groups), tuple(strides)
+        self.cpu_kernels = None if cpu_kernels is None else tuple(cpu_kernels)
         if cpu_kernels is None:
-            cpu_kernels = [_cpu_kernel(g, s) for g, s in zip(groups, strides)]
+            cpu_kernels = self.kernels_for(torch.float32)
         if len(cpu_kernels) != len(channels):
             raise ValueError(f"cpu_kernels has {len(cpu_kernels)} entries for {len(channels)} convs")
         for kernel, group_count in zip(cpu_kernels, groups):
@@ -149,20 +155,24 @@ class ScaleDiscriminator(nn.Module):
                 raise ValueError(f"unknown CPU kernel {kernel!r}; use one of {', '.join(CPU_KERNELS)}")
             if kernel == "matmul" and group_count != 1:
                 raise ValueError(f"the matmul kernel runs ungrouped convs only, not groups={group_count}")
-        self.cpu_kernels = tuple(cpu_kernels)
         self.convs = nn.ModuleList(
             normalized(nn.Conv1d(a, b, k, s, groups=g, padding=(k - 1) // 2), norm)
             for a, b, k, s, g in zip(widths, widths[1:], kernel_sizes, strides, groups)
         )
         self.conv_post = normalized(nn.Conv1d(widths[-1], 1, 3, 1, padding=1), norm)
 
+    def kernels_for(self, dtype: torch.dtype) -> tuple[str, ...]:
+        """The CPU kernel of each conv when computing in `dtype`."""
+        return self.cpu_kernels or tuple(_cpu_kernel(g, s, dtype) for g, s in zip(self.groups, self.strides))
+
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """audio (B, 1, N) -> logits (B, L), feature maps (B, C, N'), each in the memory layout of
         the CPU kernel that reads it next (elementwise ops on mixed layouts ran up to 10x slower)."""
         if audio.device.type != "cpu":
             return _run_convs(self.convs, self.conv_post, audio)
-        kernels = dict(zip(self.convs, self.cpu_kernels))
-        next_kernels = dict(zip(self.convs, [*self.cpu_kernels[1:], "channels-first"]))
+        chosen = self.kernels_for(compute_dtype(audio))
+        kernels = dict(zip(self.convs, chosen))
+        next_kernels = dict(zip(self.convs, [*chosen[1:], "channels-first"]))
 
         def apply(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
             kernel = kernels.get(conv, "channels-first")

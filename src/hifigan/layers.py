@@ -120,6 +120,12 @@ def split_weight_norm(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return norms.reshape(ones.shape).clone(), weight.clone()
 
 
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a conv on x computes in: autocast's where it is on for x's device, else x's."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
 def channels_last_1d(x: torch.Tensor) -> torch.Tensor:
     """x (N, C, L) with channels-last memory (x.transpose(1, 2) contiguous); no copy if it already is."""
     return x.transpose(1, 2).contiguous().transpose(1, 2)
