@@ -122,9 +122,10 @@ def _cpu_kernel(groups: int, stride: int, dtype: torch.dtype) -> str:
     1024 -> 1024, k = 5: 21.7 -> 19.7 ms at 128 steps, 16.1 -> 10.7 ms at 33); a matrix product
     per group was 2-25x slower for every grouped layer. Grouped ones run oneDNN's convolution:
     in bf16 the stride-2 ones channels-last (128 -> 128 in 4 groups: 30.5 -> 17.5 ms), in fp32
-    all channels-first (the same layer: 280 -> 201 ms). Channels-last would also gain for bf16's
-    stride-4 layers (256 -> 512: 12.5 -> 8.0 ms), but oneDNN 3.12 never finished building some
-    of them at the tests' tiny widths, in bf16 and in fp16 alike."""
+    all channels-first (the same layer: 280 -> 201 ms). Channels-last for every grouped layer
+    would gain a little more in bf16 (256 -> 512 in 16 groups, stride 4: 12.5 -> 8.0 ms), but with
+    it the tests' tiny scale discriminators never finished a bf16 or an fp16 step (over 10 minutes;
+    oneDNN 3.12), so fp16 runs them all channels-first too."""
     if groups == 1:
         return "matmul"
     return "channels-last" if dtype == torch.bfloat16 and stride == 2 else "channels-first"
