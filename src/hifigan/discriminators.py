@@ -124,8 +124,8 @@ def _cpu_kernel(groups: int, stride: int, dtype: torch.dtype) -> str:
     in bf16 the stride-2 ones channels-last (128 -> 128 in 4 groups: 30.5 -> 17.5 ms), in fp32
     all channels-first (the same layer: 280 -> 201 ms). Channels-last for every grouped layer
     would gain a little more in bf16 (256 -> 512 in 16 groups, stride 4: 12.5 -> 8.0 ms), but with
-    it the tests' tiny scale discriminators never finished a bf16 or an fp16 step (over 10 minutes;
-    oneDNN 3.12), so fp16 runs them all channels-first too."""
+    it the tests' tiny scale discriminators never finished a bf16 or an fp16 step (stopped after 2
+    to 10 minutes; oneDNN 3.12), so fp16 runs them all channels-first too."""
     if groups == 1:
         return "matmul"
     return "channels-last" if dtype == torch.bfloat16 and stride == 2 else "channels-first"
