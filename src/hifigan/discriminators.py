@@ -14,9 +14,9 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils import parametrize
 
-from .layers import channels_last_1d, compute_dtype, conv1d_channels_last, conv1d_in_fp32, hangs_in_cpu_fp16, normalized
+from .layers import (channels_last_1d, compute_dtype, conv1d_channels_last, conv1d_in_fp32, hangs_in_cpu_fp16, normalized,
+                     spectral_norm_vectors)
 from .matmulconv import matmul_conv1d
 
 LRELU_SLOPE = 0.1
@@ -36,7 +36,7 @@ def _call(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _advances_on_call(conv: nn.Module) -> bool:
     """Spectral norm: each training-mode call of the weight runs a power iteration."""
-    return parametrize.is_parametrized(conv, "weight") and any(hasattr(p, "_u") for p in conv.parametrizations.weight)
+    return bool(spectral_norm_vectors(conv))
 
 
 @contextlib.contextmanager

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from .layers import compute_dtype
+
 
 def _unfold(x: torch.Tensor, kernel_size: int, stride: int, padding: int, length_out: int) -> torch.Tensor:
     """x (N, T, C) contiguous -> columns (N * T_out, C * k), ordered like a (C_out, C_in, k) weight."""
@@ -80,8 +82,7 @@ def matmul_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     x (N, C_in, T) in any memory layout -> (N, C_out, T_out) with channels-last strides (its
     transpose(1, 2) is contiguous). Under autocast it computes in the autocast dtype, as a conv would.
     """
-    device = x.device.type
-    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
-    with torch.autocast(device, enabled=False):
+    dtype = compute_dtype(x)
+    with torch.autocast(x.device.type, enabled=False):
         y = _MatmulConv1d.apply(x.transpose(1, 2).contiguous(), weight, bias, stride, padding, dtype)
     return y.transpose(1, 2)
