@@ -1,13 +1,13 @@
 """One training step written the way the original implementation's train.py writes it.
 
 The baseline of benchmarks/train_throughput.py and the yardstick of tests/test_train.py's parity
-test. It runs on private copies of a Trainer's models (the generator as hifigan builds it, its convs in the
-original's channels-first layout; the
-discriminators from reference_discriminators.py with the same weights) and has its own copies
-of the reference losses, so hifigan's losses, loss weights, optimiser settings and the order of
-the spectral norm's power iterations are all checked against it: each discriminator is called on
-real and on generated audio separately, with full graphs in the discriminator and the generator
-step, and the feature-matching loss runs its backward through the real audio's maps too.
+test. It runs on private copies of a Trainer's models (the generator as hifigan builds it, its
+convs in the original's channels-first layout; the discriminators from reference_discriminators.py
+with the same weights) and has its own copies of the reference losses, so hifigan's losses, loss
+weights, optimiser settings and the order of the spectral norm's power iterations are all checked
+against it: each discriminator is called on real and on generated audio separately, with full
+graphs in the discriminator and the generator step, and the feature-matching loss runs its
+backward through the real audio's maps too.
 """
 
 from __future__ import annotations
