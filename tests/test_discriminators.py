@@ -138,10 +138,11 @@ def _conv2d_period_discriminator(d, audio):
     return torch.flatten(maps[-1], 1, -1), maps
 
 
-@pytest.mark.parametrize("length", [4096, 4001])
-def test_period_discriminator_equals_the_reference_conv2d_form(length):
+@pytest.mark.parametrize("length, channels", [(4096, (8, 16, 32, 32)), (4001, (8, 16, 32, 32)), (3001, (8, 16, 32, 64))])
+def test_period_discriminator_equals_the_reference_conv2d_form(length, channels):
+    """64 channels: the last stride-1 conv runs by Winograd (blockconv) in fp32, the others as matrix products."""
     torch.manual_seed(0)
-    mpd = MultiPeriodDiscriminator(channels=(8, 16, 32, 32))
+    mpd = MultiPeriodDiscriminator(channels=channels)
     audio = torch.randn(2, 1, length, requires_grad=True)
     ours = mpd(audio)
     reference = [_conv2d_period_discriminator(d, audio) for d in mpd.discriminators]
@@ -161,25 +162,28 @@ def test_scale_discriminator_cpu_kernels_equal_channels_first():
     torch.manual_seed(2)
     first, last = "channels-first", "channels-last"
     kernels = {"channels-first": (first,) * 7, "default": None, "channels-last": (last,) * 7,
-               "matmul": ("matmul", last, first, last, first, last, "matmul")}
-    reference = ScaleDiscriminator(channels=(8, 16, 16, 32, 32, 32, 32), cpu_kernels=kernels["channels-first"])
+               "matmul": ("matmul", last, first, last, first, last, "matmul"),
+               "blocks": ("matmul", "dft", first, "dft", "dft", last, "winograd")}
+    reference = ScaleDiscriminator(channels=(8, 16, 16, 32, 32, 32, 64), cpu_kernels=kernels["channels-first"])
     audio = torch.randn(2, 1, 3001, requires_grad=True)
     loss = lambda logits, maps: logits.square().sum() + sum(m.abs().mean() for m in maps)  # noqa: E731
     expected = reference(audio)
     expected_grads = torch.autograd.grad(loss(*expected), [audio, *reference.parameters()])
-    for name in ("default", "channels-last", "matmul"):
-        d = ScaleDiscriminator(channels=(8, 16, 16, 32, 32, 32, 32), cpu_kernels=kernels[name])
+    for name in ("default", "channels-last", "matmul", "blocks"):
+        d = ScaleDiscriminator(channels=(8, 16, 16, 32, 32, 32, 64), cpu_kernels=kernels[name])
         d.load_state_dict(reference.state_dict())
         logits, maps = d(audio)
         assert [m.shape for m in maps] == [m.shape for m in expected[1]]
         if name == "default":  # chosen by the dtype computed in
-            assert d.kernels_for(torch.float32) == ("matmul", first, first, first, first, first, "matmul")
+            assert d.kernels_for(torch.float32) == ("matmul", "dft", "dft", "dft", "dft", "dft", "winograd")
+            assert d.kernels_for(torch.float64) == d.kernels_for(torch.float32)
             assert d.kernels_for(torch.bfloat16) == ("matmul", last, last, first, first, first, "matmul")
-            assert d.kernels_for(torch.float16) == d.kernels_for(torch.float32)
-        if name == "matmul":
-            for i, m in enumerate(maps[:-1]):  # each map in the layout of the kernel that reads it next
+            assert d.kernels_for(torch.float16) == ("matmul", first, first, first, first, first, "matmul")
+        if name in ("matmul", "blocks"):  # each map in the layout of the kernel that reads it next
+            expected_layouts = {"matmul": (0, 2, 4, 5), "blocks": (0, 2, 3, 4, 5)}[name]
+            for i, m in enumerate(maps[:-1]):
                 channels_last = not m.is_contiguous() and m.transpose(1, 2).is_contiguous()
-                assert channels_last == (i in (0, 2, 4, 5)), i
+                assert channels_last == (i in expected_layouts), (name, i)
         torch.testing.assert_close(logits, expected[0], rtol=1e-4, atol=1e-5)
         for a, b in zip(maps, expected[1]):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
@@ -190,10 +194,13 @@ def test_scale_discriminator_cpu_kernels_equal_channels_first():
 def test_scale_discriminator_refuses_wrong_cpu_kernels():
     with pytest.raises(ValueError, match="cpu_kernels has 2 entries for 7 convs"):
         ScaleDiscriminator(cpu_kernels=("matmul", "channels-last"))
-    with pytest.raises(ValueError, match="unknown CPU kernel 'winograd'"):
-        ScaleDiscriminator(cpu_kernels=("winograd",) * 7)
+    with pytest.raises(ValueError, match="unknown CPU kernel 'fft'"):
+        ScaleDiscriminator(cpu_kernels=("fft",) * 7)
     with pytest.raises(ValueError, match="ungrouped convs only, not groups=4"):
         ScaleDiscriminator(cpu_kernels=("matmul",) * 7)
+    with pytest.raises(ValueError, match="stride-1 convs of at most 5 taps, not k=15, stride=1"):
+        ScaleDiscriminator(cpu_kernels=("winograd",) * 7)
+    ScaleDiscriminator(cpu_kernels=("dft",) * 7)  # any kernel fits a block of some length
     kernels = ScaleDiscriminator(groups=(1, 1, 16, 16, 16, 16, 1)).kernels_for(torch.bfloat16)
     assert kernels[:3] == ("matmul", "matmul", "channels-last")
 

@@ -17,11 +17,13 @@ from torch.nn import functional as F
 
 from .layers import (channels_last_1d, compute_dtype, conv1d_channels_last, conv1d_in_fp32, hangs_in_cpu_fp16, normalized,
                      spectral_norm_vectors)
+from .blockconv import block_conv1d, dft_basis, winograd_basis
 from .matmulconv import matmul_conv1d
 
 LRELU_SLOPE = 0.1
 DiscriminatorOutput = list[tuple[torch.Tensor, list[torch.Tensor]]]
-CPU_KERNELS = ("matmul", "channels-last", "channels-first")
+CPU_KERNELS = ("matmul", "winograd", "dft", "channels-last", "channels-first")
+FULL_PRECISION = (torch.float32, torch.float64)
 
 
 def _weight(conv: nn.Module) -> torch.Tensor:
@@ -105,8 +107,13 @@ class PeriodDiscriminator(nn.Module):
         batch, _, rows, period = columns.shape
         sequences = columns.permute(0, 3, 1, 2).reshape(batch * period, 1, rows)  # (B * p, 1, N / p)
 
+        full_precision = compute_dtype(columns) in FULL_PRECISION
+
         def apply(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-            return matmul_conv1d(x, _weight(conv).squeeze(-1), conv.bias, stride=conv.stride[0], padding=conv.padding[0])
+            weight, stride, padding = _weight(conv).squeeze(-1), conv.stride[0], conv.padding[0]
+            if full_precision and _winograd_fits(conv):
+                return block_conv1d(x, weight, conv.bias, winograd_basis(conv.kernel_size[0]), padding=padding)
+            return matmul_conv1d(x, weight, conv.bias, stride=stride, padding=padding)
 
         _, maps = _run_convs(self.convs, self.conv_post, sequences, apply=apply)
         # (B * p, C, T) -> (B, C, T, p): strides differ from the reference, values and shapes do not.
@@ -114,21 +121,67 @@ class PeriodDiscriminator(nn.Module):
         return torch.flatten(maps[-1], 1, -1), maps
 
 
-def _cpu_kernel(groups: int, stride: int, dtype: torch.dtype) -> str:
+def _winograd_fits(conv: nn.Module) -> bool:
+    """A stride-1 conv with a kernel of at most 5 taps into 64 or more channels: Winograd F(4, k)
+    (blockconv) runs the discriminators' 1024 -> 1024, k = 5 layers 1.6-1.8x faster than one matrix
+    product in fp32 (forward and both gradients, 2-core AMX Xeon); there are points for k <= 5."""
+    return conv.stride[0] == 1 and conv.kernel_size[0] <= 5 and conv.out_channels >= 64
+
+
+def _cpu_kernel(conv: nn.Conv1d, dtype: torch.dtype) -> str:
     """The fastest CPU kernel for a scale discriminator conv computing in `dtype`, by what timing
     its layers (forward and backward, batch 4 x 8192 samples) showed on a 2-core AMX Xeon.
 
-    Ungrouped layers run as one matrix product (bf16: 1 -> 128, k = 15: 12.2 -> 5.3 ms;
-    1024 -> 1024, k = 5: 21.7 -> 19.7 ms at 128 steps, 16.1 -> 10.7 ms at 33); a matrix product
-    per group was 2-25x slower for every grouped layer. Grouped ones run oneDNN's convolution:
-    in bf16 the stride-2 ones channels-last (128 -> 128 in 4 groups: 30.5 -> 17.5 ms), in fp32
-    all channels-first (the same layer: 280 -> 201 ms). Channels-last for every grouped layer
-    would gain a little more in bf16 (256 -> 512 in 16 groups, stride 4: 12.5 -> 8.0 ms), but with
-    it the tests' tiny scale discriminators never finished a bf16 or an fp16 step (stopped after 2
-    to 10 minutes; oneDNN 3.12), so fp16 runs them all channels-first too."""
-    if groups == 1:
+    fp32 (and fp64): grouped layers run in DFT blocks, 1.1-3.2x faster than oneDNN (128 -> 128
+    in 4 groups, stride 2: 201 -> 63 ms; 1024 -> 1024 in 16 groups, stride 1: 49 -> 22 ms;
+    512 -> 1024 in 16 groups, stride 4: 25 -> 23 ms), the 1024 -> 1024, k = 5 layer by Winograd
+    (52 -> 33 ms), other ungrouped ones as one matrix product.
+
+    bf16 and fp16: ungrouped layers run as one matrix product (bf16: 1 -> 128, k = 15:
+    12.2 -> 5.3 ms; 1024 -> 1024, k = 5: 21.7 -> 19.7 ms at 128 steps, 16.1 -> 10.7 ms at 33); a
+    matrix product per group was 2-25x slower for every grouped layer. Grouped ones run oneDNN's
+    convolution: in bf16 the stride-2 ones channels-last (128 -> 128 in 4 groups: 30.5 -> 17.5 ms).
+    Channels-last for every grouped layer would gain a little more in bf16 (256 -> 512 in 16
+    groups, stride 4: 12.5 -> 8.0 ms), but with it the tests' tiny scale discriminators never
+    finished a bf16 or an fp16 step (stopped after 2 to 10 minutes; oneDNN 3.12), so fp16 runs
+    them all channels-first."""
+    stride = conv.stride[0]
+    if dtype in FULL_PRECISION:
+        if conv.groups == 1:
+            return "winograd" if _winograd_fits(conv) else "matmul"
+        return "dft"
+    if conv.groups == 1:
         return "matmul"
     return "channels-last" if dtype == torch.bfloat16 and stride == 2 else "channels-first"
+
+
+def _basis(conv: nn.Conv1d, kernel: str):
+    """The blockconv transform of a conv: Winograd F(4, k), or DFT blocks of 64 samples for stride 1
+    and 128 for larger strides (the k = 41 layers timed best at or near those: stride 2 took 63 ms
+    at n = 128 and 100 at 64; stride 1 22 ms at 64 and 33 at 128), doubled until the kernel fits."""
+    k, stride = conv.kernel_size[0], conv.stride[0]
+    if kernel == "winograd":
+        return winograd_basis(k)
+    block = 64 if stride == 1 else 128
+    while block < k + stride:
+        block *= 2
+    return dft_basis(block, k, stride)
+
+
+def _check_kernels(kernels: tuple[str, ...], convs: nn.ModuleList) -> None:
+    """Refuse a kernel a conv cannot run on, with a one-line reason."""
+    if len(kernels) != len(convs):
+        raise ValueError(f"cpu_kernels has {len(kernels)} entries for {len(convs)} convs")
+    for kernel, conv in zip(kernels, convs):
+        if kernel not in CPU_KERNELS:
+            raise ValueError(f"unknown CPU kernel {kernel!r}; use one of {', '.join(CPU_KERNELS)}")
+        if kernel == "matmul" and conv.groups != 1:
+            raise ValueError(f"the matmul kernel runs ungrouped convs only, not groups={conv.groups}")
+        if kernel == "winograd" and (conv.stride[0] != 1 or conv.kernel_size[0] > 5):
+            raise ValueError(f"the winograd kernel runs stride-1 convs of at most 5 taps, not "
+                             f"k={conv.kernel_size[0]}, stride={conv.stride[0]}")
+        if kernel == "dft":
+            _basis(conv, kernel)  # raises for a kernel too long for the block
 
 
 class ScaleDiscriminator(nn.Module):
@@ -140,31 +193,24 @@ class ScaleDiscriminator(nn.Module):
                  strides: Sequence[int] = (1, 2, 2, 4, 4, 1, 1), norm: str = "weight",
                  cpu_kernels: Sequence[str] | None = None) -> None:
         """cpu_kernels: per conv, how the CPU runs it: "matmul" (matmulconv; ungrouped convs only),
-        "channels-last" (conv1d_channels_last) or "channels-first" (nn.Conv1d). By default each
-        call picks them by the dtype it computes in (_cpu_kernel)."""
+        "winograd" or "dft" (blockconv, in fp32 whatever autocast says; Winograd for stride-1
+        kernels of at most 5 taps), "channels-last" (conv1d_channels_last) or "channels-first"
+        (nn.Conv1d). By default each call picks them by the dtype it computes in (_cpu_kernel)."""
         super().__init__()
         widths = [1, *channels]
         self.spectral = norm == "spectral"
-        self.groups, self.strides = tuple(groups), tuple(strides)
-        self.cpu_kernels = None if cpu_kernels is None else tuple(cpu_kernels)
-        if cpu_kernels is None:
-            cpu_kernels = self.kernels_for(torch.float32)
-        if len(cpu_kernels) != len(channels):
-            raise ValueError(f"cpu_kernels has {len(cpu_kernels)} entries for {len(channels)} convs")
-        for kernel, group_count in zip(cpu_kernels, groups):
-            if kernel not in CPU_KERNELS:
-                raise ValueError(f"unknown CPU kernel {kernel!r}; use one of {', '.join(CPU_KERNELS)}")
-            if kernel == "matmul" and group_count != 1:
-                raise ValueError(f"the matmul kernel runs ungrouped convs only, not groups={group_count}")
         self.convs = nn.ModuleList(
             normalized(nn.Conv1d(a, b, k, s, groups=g, padding=(k - 1) // 2), norm)
             for a, b, k, s, g in zip(widths, widths[1:], kernel_sizes, strides, groups)
         )
         self.conv_post = normalized(nn.Conv1d(widths[-1], 1, 3, 1, padding=1), norm)
+        self.cpu_kernels = None if cpu_kernels is None else tuple(cpu_kernels)
+        if cpu_kernels is not None:
+            _check_kernels(self.cpu_kernels, self.convs)
 
     def kernels_for(self, dtype: torch.dtype) -> tuple[str, ...]:
         """The CPU kernel of each conv when computing in `dtype`."""
-        return self.cpu_kernels or tuple(_cpu_kernel(g, s, dtype) for g, s in zip(self.groups, self.strides))
+        return self.cpu_kernels or tuple(_cpu_kernel(conv, dtype) for conv in self.convs)
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """audio (B, 1, N) -> logits (B, L), feature maps (B, C, N'), each in the memory layout of
@@ -179,6 +225,9 @@ class ScaleDiscriminator(nn.Module):
             kernel = kernels.get(conv, "channels-first")
             if hangs_in_cpu_fp16(conv, x):
                 y = conv1d_in_fp32(conv, x)
+            elif kernel in ("winograd", "dft"):
+                y = block_conv1d(x, _weight(conv), conv.bias, _basis(conv, kernel), padding=conv.padding[0],
+                                 groups=conv.groups)
             elif kernel == "matmul":
                 y = matmul_conv1d(x, _weight(conv), conv.bias, stride=conv.stride[0], padding=conv.padding[0])
             else:

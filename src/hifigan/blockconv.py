@@ -1,0 +1,275 @@
+"""1-D convolutions computed in blocks by fast transforms, with their backward pass (training on the CPU).
+
+A conv cut into blocks of n input samples is: one linear transform of each block (n samples ->
+P coefficients), one matrix product per coefficient between the blocks' coefficients and the
+transformed kernel, and one transform back to the block's outputs. Two kinds of transform:
+
+- **DFT blocks** (the scale discriminators' grouped k = 41 layers). Per frequency bin and group,
+  Z = X * conj(W) (a cross-correlation, what Conv1d computes) is one complex product, four real
+  ones: about 4 * (n / 2 + 1) / m real multiply-adds per output and channel pair, m = n - k + 1,
+  instead of k (2.95 instead of 41 at n = 128). A stride s keeps the per-bin products and reads
+  back only every s-th output. oneDNN runs these grouped layers far below the CPU's matrix-product
+  rate; forward and backward of the 128 -> 128, 4-group, stride-2 layer at batch 4 took 60-63 ms
+  this way against 197-210 ms on a 2-core AMX Xeon in fp32.
+- **Winograd F(4, k)** (the 1024 -> 1024, k = 5, stride-1 layers of both discriminators, a third
+  of a training step's arithmetic). Per point of the 8-point transform, one real product: 8
+  multiplies per 4 outputs instead of 20. The points 0, +-1, +-2, +-1/2 and infinity keep the
+  fp32 error at about 2e-6 of the largest output (4-5x that of a direct conv).
+
+Every step is a real matrix product over channels-last data, as in fftconv.py (the inference
+version of the DFT blocks): the block transform is one (P, n) matrix applied to each (n, C) input
+block, the kernel's transform is computed from the weight on each call, and the inverse yields
+only the outputs kept. The backward pass runs the transposes of the same matrices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from fractions import Fraction
+
+import torch
+
+from .fftconv import _angles
+
+WINOGRAD_POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))  # and infinity: F(4, 5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Basis:
+    """A block transform: signal (P, n) maps a block of n samples to P coefficients, kernel (P, k)
+    maps the taps to theirs, inverse (m / s, P) gives the kept outputs. `parts` = 2 for complex
+    coefficients (P / 2 real rows, then P / 2 imaginary rows), 1 for real ones."""
+
+    signal: torch.Tensor
+    kernel: torch.Tensor
+    inverse: torch.Tensor
+    parts: int
+    stride: int
+
+    @property
+    def block(self) -> int:
+        return self.signal.shape[1]
+
+    @property
+    def kept(self) -> int:
+        return self.inverse.shape[0]
+
+    def to(self, dtype: torch.dtype) -> "Basis":
+        return dataclasses.replace(self, signal=self.signal.to(dtype), kernel=self.kernel.to(dtype),
+                                   inverse=self.inverse.to(dtype))
+
+
+@functools.lru_cache(maxsize=32)
+def dft_basis(block: int, kernel_size: int, stride: int) -> Basis:
+    """DFT blocks of n = `block` samples (bins = n // 2 + 1), in float64:
+    [Xr; Xi] = signal @ block with X = rfft(block); [Vr; Vi] = kernel @ taps with V = conj(rfft(taps, n));
+    inverse @ [Zr; Zi] = outputs t = 0, s, 2s, .. < m of irfft(Z)."""
+    bins = block // 2 + 1
+    valid = (block - kernel_size + 1) // stride * stride
+    if block % 2 or valid < 1:
+        raise ValueError(f"DFT blocks need an even block longer than the kernel plus the stride, "
+                         f"got block={block}, k={kernel_size}, stride={stride}")
+    angle = _angles(bins, block, block)
+    kernel_angle = _angles(bins, kernel_size, block)
+    scale = torch.full((bins, 1), 2.0 / block, dtype=torch.float64)
+    scale[0] = scale[-1] = 1.0 / block  # DC and Nyquist appear once in a real signal's spectrum
+    out_angle = _angles(bins, valid, block)[:, ::stride]
+    inverse = torch.cat([out_angle.cos() * scale, -out_angle.sin() * scale]).T.contiguous()
+    return Basis(torch.cat([angle.cos(), -angle.sin()]), torch.cat([kernel_angle.cos(), kernel_angle.sin()]),
+                 inverse, parts=2, stride=stride)
+
+
+def _evaluation(points, degree: int) -> torch.Tensor:
+    """(len(points) + 1, degree) rows evaluating a polynomial of `degree` coefficients at each point and
+    at infinity (its leading coefficient)."""
+    rows = [[float(Fraction(p) ** j) for j in range(degree)] for p in points]
+    return torch.tensor(rows + [[0.0] * (degree - 1) + [1.0]], dtype=torch.float64)
+
+
+@functools.lru_cache(maxsize=8)
+def winograd_basis(kernel_size: int, outputs: int = 4) -> Basis:
+    """Winograd F(m, k) for a stride-1 cross-correlation, m = `outputs`, in float64.
+
+    A full convolution of m signal and k kernel samples is interpolated from its values at
+    m + k - 1 points (Toom-Cook): c = E_c^-1 ((E_k g) * (E_m d)). The correlation of m + k - 1
+    samples with the kernel is its transpose: y = E_m^T ((E_k g) * (E_c^-T d))."""
+    size = outputs + kernel_size - 1
+    points = WINOGRAD_POINTS[:size - 1]
+    if len(points) != size - 1:
+        raise ValueError(f"Winograd F({outputs}, {kernel_size}) needs {size - 1} points; {len(WINOGRAD_POINTS)} are set")
+    signal = torch.linalg.inv(_evaluation(points, size)).T.contiguous()
+    return Basis(signal, _evaluation(points, kernel_size), _evaluation(points, outputs).T.contiguous(), parts=1, stride=1)
+
+
+def _split(coefficients: torch.Tensor, groups: int, parts: int) -> tuple[torch.Tensor, ...]:
+    """coefficients (N, blocks, P, C) contiguous -> `parts` views (P / parts * G, N * blocks, C / G): one
+    matrix per coefficient and group, rows the blocks."""
+    items, blocks, rows, channels = coefficients.shape
+    per_part, per_group = rows // parts, channels // groups
+    shape, strides = (per_part * groups, items * blocks, per_group), (per_group, rows * channels, 1)
+    return tuple(coefficients.as_strided(shape, strides, coefficients.storage_offset() + part * per_part * channels)
+                 for part in range(parts))
+
+
+def _product(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...], *, conjugate_a: bool = False,
+             conjugate_b: bool = False) -> tuple[torch.Tensor, ...]:
+    """Batched products of real (1 part) or complex (2 parts: real, imaginary) matrices, either factor
+    optionally conjugated."""
+    if len(a) == 1:
+        return (torch.bmm(a[0], b[0]),)
+    (ar, ai), (br, bi) = a, b
+    real = torch.bmm(ar, br).baddbmm_(ai, bi, alpha=-1 if conjugate_a == conjugate_b else 1)
+    if conjugate_a:
+        return real, torch.bmm(ar, bi).baddbmm_(ai, br, alpha=-1)
+    return real, torch.bmm(ai, br).baddbmm_(ar, bi, alpha=-1 if conjugate_b else 1)
+
+
+def _transposed(parts: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return tuple(p.transpose(1, 2) for p in parts)
+
+
+def _transform_back(matrix: torch.Tensor, parts: tuple[torch.Tensor, ...], groups: int) -> torch.Tensor:
+    """matrix (rows, P) applied to per-coefficient (P / parts * G, R, c) matrices -> (G, rows, R * c)."""
+    pieces = matrix.chunk(len(parts), dim=1)
+    per_part = parts[0].shape[0] // groups
+    out = None
+    for piece, part in zip(pieces, parts):
+        part = part.view(per_part, groups, -1).transpose(0, 1)  # (G, P / parts, R * c)
+        out = torch.bmm(piece.expand(groups, -1, -1), part) if out is None else out.baddbmm_(piece.expand(groups, -1, -1), part)
+    return out
+
+
+def _transform_blocks(matrix: torch.Tensor, signal: torch.Tensor, blocks: int, hop: int) -> torch.Tensor:
+    """signal (N, L, C) -> (N, blocks, P, C): matrix (P, n) applied to each block of n samples, `hop` apart."""
+    items, _, channels = signal.shape
+    block = matrix.shape[1]
+    out = signal.new_empty(items, blocks, matrix.shape[0], channels)
+    step = signal.stride(1)
+    for item in range(items):  # one bmm per item: its blocks are one strided batch of overlapping views
+        windows = signal[item].as_strided((blocks, block, channels), (hop * step, step, 1))
+        torch.bmm(matrix.expand(blocks, -1, -1), windows, out=out[item])
+    return out
+
+
+def _kernel_coefficients(weight: torch.Tensor, kernel: torch.Tensor, groups: int, parts: int) -> tuple[torch.Tensor, ...]:
+    """weight (C_out, C_in / G, k) -> `parts` tensors (P / parts * G, C_out / G, C_in / G): per coefficient
+    and group, the weight as it is laid out (one matrix product, no reordering of the weight)."""
+    out_channels, per_in, kernel_size = weight.shape
+    coefficients = kernel @ weight.reshape(-1, kernel_size).T  # (P, C_out * C_in / G)
+    return tuple(coefficients.view(parts, -1, out_channels // groups, per_in))
+
+
+def _gather_outputs(blocks: torch.Tensor, length: int, bias: torch.Tensor | None) -> torch.Tensor:
+    """blocks (N, B, m, G, o), any strides -> (N, length, G * o) contiguous, the first `length` of the
+    B * m outputs (plus bias (G, o)): full blocks in one copy, the last one's kept outputs in another."""
+    items, _, kept, groups, per_group = blocks.shape
+    out = blocks.new_empty(items, length, groups * per_group)
+    full, rest = divmod(length, kept)
+    pieces = [(blocks[:, :full], out[:, :full * kept].view(items, full, kept, groups, per_group))]
+    if rest:
+        pieces.append((blocks[:, full:full + 1, :rest], out[:, full * kept:].view(items, 1, rest, groups, per_group)))
+    for source, target in pieces:
+        if bias is None:
+            target.copy_(source)
+        else:
+            torch.add(source, bias, out=target)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Geometry:
+    items: int
+    length: int
+    channels: int
+    padding: int
+    groups: int
+    length_out: int
+    blocks: int
+    padded: int
+
+
+class _BlockConv1d(torch.autograd.Function):
+    """x (N, T, C_in) contiguous, weight (C_out, C_in / G, k) -> (N, T_out, C_out)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, basis: Basis, padding: int, groups: int):
+        basis = basis.to(x.dtype)
+        items, length, channels = x.shape
+        length_out = (length + 2 * padding - weight.shape[-1]) // basis.stride + 1
+        blocks = -(-length_out // basis.kept)
+        geometry = _Geometry(items, length, channels, padding, groups, length_out, blocks,
+                             (blocks - 1) * basis.kept * basis.stride + basis.block)
+        padded = x.new_zeros(items, geometry.padded, channels)
+        used = min(length, geometry.padded - padding)  # the input's tail past the last block is never read
+        padded[:, padding:padding + used] = x[:, :used]
+        coefficients = _transform_blocks(basis.signal, padded, blocks, basis.kept * basis.stride)  # (N, blocks, P, C_in)
+        del padded
+        weights = _kernel_coefficients(weight, basis.kernel, groups, basis.parts)  # each (P / parts * G, o, i)
+        products = _product(_split(coefficients, groups, basis.parts), _transposed(weights))
+        outputs = _transform_back(basis.inverse, products, groups)  # (G, m / s, N * blocks * o)
+        by_group = outputs.view(groups, basis.kept, items, blocks, -1).permute(2, 3, 1, 0, 4)  # (N, blocks, m / s, G, o)
+        y = _gather_outputs(by_group, length_out, None if bias is None else bias.view(groups, -1))
+        ctx.save_for_backward(coefficients, *weights)
+        ctx.basis, ctx.geometry, ctx.weight_shape = basis, geometry, weight.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        coefficients, *weights = ctx.saved_tensors
+        basis, geometry = ctx.basis, ctx.geometry
+        grads = grad_y.new_zeros(geometry.items, geometry.blocks * basis.kept, ctx.weight_shape[0])
+        grads[:, :geometry.length_out] = grad_y
+        grad_coefficients = _transform_blocks(basis.inverse.T.contiguous(), grads, geometry.blocks, basis.kept)
+        grad_parts = _split(grad_coefficients, geometry.groups, basis.parts)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _input_gradient(basis, geometry, _product(grad_parts, tuple(weights), conjugate_b=True))
+        if ctx.needs_input_grad[1]:
+            inputs = _split(coefficients, geometry.groups, basis.parts)  # d/dV^T = dZ^T conj(X)
+            grad_w = _weight_gradient(basis, ctx.weight_shape, _product(_transposed(grad_parts), inputs, conjugate_b=True))
+        if ctx.needs_input_grad[2]:
+            grad_b = grad_y.sum((0, 1))
+        return grad_x, grad_w, grad_b, None, None, None
+
+
+def _input_gradient(basis: Basis, geometry: _Geometry, grad_coefficients: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The blocks' coefficient gradients taken back through the block transform, summed onto the input samples."""
+    g = geometry
+    block, hop, per_group = basis.block, basis.kept * basis.stride, g.channels // g.groups
+    windows = _transform_back(basis.signal.T, grad_coefficients, g.groups)  # (G, n, N * blocks * i)
+    windows = windows.view(g.groups, block, g.items, g.blocks, per_group).permute(2, 3, 1, 0, 4)  # (N, blocks, n, G, i)
+    total = windows.new_zeros(g.items, max(g.padded, g.padding + g.length), g.channels)
+    for offset in range(0, block, hop):  # each `hop`-long slice of every block lands on disjoint samples
+        size = min(hop, block - offset)
+        target = total.as_strided((g.items, g.blocks, size, g.groups, per_group),
+                                  (total.stride(0), hop * g.channels, g.channels, per_group, 1),
+                                  total.storage_offset() + offset * g.channels)
+        target += windows[:, :, offset:offset + size]
+    return total[:, g.padding:g.padding + g.length]
+
+
+def _weight_gradient(basis: Basis, weight_shape, grad_weights: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """d loss / d weight (C_out, C_in / G, k) from the gradients of the kernel's coefficients, each
+    (P / parts * G, o, i): their transposed-kernel images, summed."""
+    pieces = basis.kernel.chunk(basis.parts)
+    grad = None
+    for piece, part in zip(pieces, grad_weights):
+        part = part.reshape(piece.shape[0], -1).T  # (C_out * C_in / G, P / parts), a view
+        grad = part @ piece if grad is None else grad.addmm_(part, piece)
+    return grad.view(weight_shape)
+
+
+def block_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, basis: Basis, *,
+                 padding: int = 0, groups: int = 1) -> torch.Tensor:
+    """F.conv1d(x, weight, bias, basis.stride, padding, groups=groups) computed in blocks of `basis`.
+
+    x (N, C_in, T) in any memory layout -> (N, C_out, T_out) with channels-last strides (its
+    transpose(1, 2) is contiguous per item). It computes in float64 for float64 input, else in
+    float32 whatever autocast says: the transforms would lose too much in 16-bit floats.
+    """
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    bias = None if bias is None else bias.to(dtype)
+    with torch.autocast(x.device.type, enabled=False):
+        y = _BlockConv1d.apply(x.transpose(1, 2).to(dtype).contiguous(), weight.to(dtype), bias, basis, padding, groups)
+    return y.transpose(1, 2)

@@ -1,0 +1,90 @@
+import pytest
+import torch
+from torch.nn import functional as F
+
+from hifigan.blockconv import block_conv1d, dft_basis, winograd_basis
+
+DFT_GEOMETRIES = [  # (batch, in, out, length, kernel, stride, padding, groups, block)
+    (2, 8, 12, 50, 5, 2, 2, 4, 16),     # grouped, stride 2
+    (2, 4, 4, 37, 7, 3, 3, 2, 16),      # stride 3: a block keeps 3 of its 10 valid outputs
+    (1, 6, 6, 40, 41, 2, 20, 3, 64),    # the scale discriminators' kernel, longer than the input
+    (2, 4, 8, 19, 3, 1, 0, 1, 8),       # ungrouped, no padding
+    (2, 4, 4, 33, 5, 4, 2, 2, 12),      # stride 4, the input's tail never read
+]
+WINOGRAD_GEOMETRIES = [  # (batch, in, out, length, kernel, padding, groups)
+    (3, 6, 5, 13, 5, 2, 1),
+    (2, 4, 4, 9, 5, 0, 2),
+    (2, 3, 3, 4, 3, 1, 1),
+    (1, 2, 2, 1, 5, 2, 1),              # one sample: a single block, mostly padding
+]
+
+
+def _tensors(batch, c_in, c_out, length, k, groups, dtype=torch.float64):
+    x = torch.randn(batch, c_in, length, dtype=dtype, requires_grad=True)
+    w = torch.randn(c_out, c_in // groups, k, dtype=dtype, requires_grad=True)
+    b = torch.randn(c_out, dtype=dtype, requires_grad=True)
+    return x, w, b
+
+
+@pytest.mark.parametrize("geometry", DFT_GEOMETRIES)
+def test_dft_blocks_equal_conv1d_with_gradients(geometry):
+    batch, c_in, c_out, length, k, stride, padding, groups, block = geometry
+    torch.manual_seed(0)
+    x, w, b = _tensors(batch, c_in, c_out, length, k, groups)
+    basis = dft_basis(block, k, stride)
+    ours = block_conv1d(x, w, b, basis, padding=padding, groups=groups)
+    torch.testing.assert_close(ours, F.conv1d(x, w, b, stride, padding, 1, groups))
+    assert ours.transpose(1, 2).is_contiguous()  # channels-last memory
+    assert torch.autograd.gradcheck(lambda *t: block_conv1d(*t, basis, padding=padding, groups=groups), (x, w, b))
+    assert torch.autograd.gradcheck(lambda x, w: block_conv1d(x, w, None, basis, padding=padding, groups=groups), (x, w))
+
+
+@pytest.mark.parametrize("geometry", WINOGRAD_GEOMETRIES)
+def test_winograd_equals_conv1d_with_gradients(geometry):
+    batch, c_in, c_out, length, k, padding, groups = geometry
+    torch.manual_seed(1)
+    x, w, b = _tensors(batch, c_in, c_out, length, k, groups)
+    basis = winograd_basis(k)
+    torch.testing.assert_close(block_conv1d(x, w, b, basis, padding=padding, groups=groups),
+                               F.conv1d(x, w, b, 1, padding, 1, groups))
+    assert torch.autograd.gradcheck(lambda *t: block_conv1d(*t, basis, padding=padding, groups=groups), (x, w, b))
+
+
+@pytest.mark.parametrize("basis, groups, stride, k", [(dft_basis(128, 41, 2), 4, 2, 41), (winograd_basis(5), 1, 1, 5)])
+def test_float32_error_stays_near_a_direct_convs(basis, groups, stride, k):
+    """Against float64: fp32 Winograd F(4, 5) stays within 1e-5 of the largest output (measured
+    ~2e-6), DFT blocks within 2e-6; gradients likewise."""
+    torch.manual_seed(2)
+    x, w, b = _tensors(2, 64, 64, 300, k, groups)
+    w.data *= 0.05
+    exact = F.conv1d(x, w, b, stride, k // 2, 1, groups)
+    grad_out = torch.randn_like(exact)
+    exact_grads = torch.autograd.grad(exact, (x, w), grad_out)
+    x32, w32, b32 = (t.detach().float().requires_grad_() for t in (x, w, b))
+    ours = block_conv1d(x32, w32, b32, basis, padding=k // 2, groups=groups)
+    tolerance = 1e-5 if basis.parts == 1 else 2e-6
+    assert ours.dtype == torch.float32
+    assert (ours.double() - exact).abs().max() <= tolerance * exact.abs().max()
+    for ours_grad, exact_grad in zip(torch.autograd.grad(ours, (x32, w32), grad_out.float()), exact_grads):
+        assert (ours_grad.double() - exact_grad).abs().max() <= tolerance * exact_grad.abs().max()
+
+
+def test_computes_in_float32_under_autocast_and_for_half_inputs():
+    torch.manual_seed(3)
+    x, w, b = (t.detach().float() for t in _tensors(2, 8, 8, 40, 5, 2))
+    basis = winograd_basis(5)
+    expected = F.conv1d(x, w, b, 1, 2, 1, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = block_conv1d(x.bfloat16(), w, b, basis, padding=2, groups=2)
+    assert ours.dtype == torch.float32
+    torch.testing.assert_close(ours, F.conv1d(x.bfloat16().float(), w, b, 1, 2, 1, 2), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours, expected, rtol=2e-2, atol=2e-2)
+
+
+def test_bases_refuse_what_they_cannot_compute():
+    with pytest.raises(ValueError, match="even block longer than the kernel plus the stride"):
+        dft_basis(32, 41, 1)
+    with pytest.raises(ValueError, match="even block"):
+        dft_basis(63, 5, 1)
+    with pytest.raises(ValueError, match=r"Winograd F\(4, 7\) needs 9 points"):
+        winograd_basis(7)
