@@ -11,6 +11,12 @@ DFT_GEOMETRIES = [  # (batch, in, out, length, kernel, stride, padding, groups, 
     (2, 4, 8, 19, 3, 1, 0, 1, 8),       # ungrouped, no padding
     (2, 4, 4, 33, 5, 4, 2, 2, 12),      # stride 4, the input's tail never read
 ]
+DILATED_GEOMETRIES = [  # (batch, channels, length, kernel, dilation, padding, block, kind)
+    (2, 4, 40, 7, 3, 9, 16, "dft"),     # 'same' padding, the generator's residual blocks
+    (1, 3, 23, 11, 5, 25, 32, "dft"),   # length not a multiple of the dilation, one block per phase
+    (2, 4, 17, 3, 2, 0, 8, "dft"),      # no padding: the input's tail past the last block is never read
+    (2, 4, 30, 5, 3, 6, 0, "winograd"),
+]
 WINOGRAD_GEOMETRIES = [  # (batch, in, out, length, kernel, padding, groups)
     (3, 6, 5, 13, 5, 2, 1),
     (2, 4, 4, 9, 5, 0, 2),
@@ -48,6 +54,18 @@ def test_winograd_equals_conv1d_with_gradients(geometry):
     torch.testing.assert_close(block_conv1d(x, w, b, basis, padding=padding, groups=groups),
                                F.conv1d(x, w, b, 1, padding, 1, groups))
     assert torch.autograd.gradcheck(lambda *t: block_conv1d(*t, basis, padding=padding, groups=groups), (x, w, b))
+
+
+@pytest.mark.parametrize("geometry", DILATED_GEOMETRIES)
+def test_dilated_kernels_equal_conv1d_with_gradients(geometry):
+    batch, channels, length, k, dilation, padding, block, kind = geometry
+    torch.manual_seed(4)
+    x, w, b = _tensors(batch, channels, channels, length, k, 1)
+    basis = dft_basis(block, k, 1) if kind == "dft" else winograd_basis(k)
+    ours = block_conv1d(x, w, b, basis, padding=padding, dilation=dilation)
+    torch.testing.assert_close(ours, F.conv1d(x, w, b, 1, padding, dilation))
+    assert ours.transpose(1, 2).is_contiguous()
+    assert torch.autograd.gradcheck(lambda *t: block_conv1d(*t, basis, padding=padding, dilation=dilation), (x, w, b))
 
 
 @pytest.mark.parametrize("basis, groups, stride, k", [(dft_basis(128, 41, 2), 4, 2, 41), (winograd_basis(5), 1, 1, 5)])
@@ -88,3 +106,5 @@ def test_bases_refuse_what_they_cannot_compute():
         dft_basis(63, 5, 1)
     with pytest.raises(ValueError, match=r"Winograd F\(4, 7\) needs 9 points"):
         winograd_basis(7)
+    with pytest.raises(ValueError, match=r"a dilation \(2\) or a stride \(2\), not both"):
+        block_conv1d(torch.zeros(1, 2, 50), torch.zeros(2, 2, 5), None, dft_basis(16, 5, 2), dilation=2)

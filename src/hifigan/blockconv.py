@@ -27,10 +27,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 from fractions import Fraction
+from typing import Iterator
 
 import torch
 
-from .fftconv import _angles
+from .fftconv import _unit_circle
 
 WINOGRAD_POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))  # and infinity: F(4, 5)
 
@@ -70,14 +71,15 @@ def dft_basis(block: int, kernel_size: int, stride: int) -> Basis:
     if block % 2 or valid < 1:
         raise ValueError(f"DFT blocks need an even block longer than the kernel plus the stride, "
                          f"got block={block}, k={kernel_size}, stride={stride}")
-    angle = _angles(bins, block, block)
-    kernel_angle = _angles(bins, kernel_size, block)
+    cos, sin = _unit_circle(bins, block, block)
+    signal = torch.cat([cos, -sin])
+    cos, sin = _unit_circle(bins, kernel_size, block)
+    kernel = torch.cat([cos, sin])
     scale = torch.full((bins, 1), 2.0 / block, dtype=torch.float64)
     scale[0] = scale[-1] = 1.0 / block  # DC and Nyquist appear once in a real signal's spectrum
-    out_angle = _angles(bins, valid, block)[:, ::stride]
-    inverse = torch.cat([out_angle.cos() * scale, -out_angle.sin() * scale]).T.contiguous()
-    return Basis(torch.cat([angle.cos(), -angle.sin()]), torch.cat([kernel_angle.cos(), kernel_angle.sin()]),
-                 inverse, parts=2, stride=stride)
+    cos, sin = (t[:, ::stride] for t in _unit_circle(bins, valid, block))
+    inverse = torch.cat([cos * scale, -sin * scale]).T.contiguous()
+    return Basis(signal, kernel, inverse, parts=2, stride=stride)
 
 
 def _evaluation(points, degree: int) -> torch.Tensor:
@@ -113,31 +115,32 @@ def _split(coefficients: torch.Tensor, groups: int, parts: int) -> tuple[torch.T
 
 
 def _product(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...], *, conjugate_a: bool = False,
-             conjugate_b: bool = False) -> tuple[torch.Tensor, ...]:
+             conjugate_b: bool = False) -> torch.Tensor:
     """Batched products of real (1 part) or complex (2 parts: real, imaginary) matrices, either factor
-    optionally conjugated."""
+    optionally conjugated -> (parts, batch, rows, columns): the parts stacked, so that the transforms
+    that follow are one matrix product over all of them."""
+    out = a[0].new_empty(len(a), a[0].shape[0], a[0].shape[1], b[0].shape[2])
     if len(a) == 1:
-        return (torch.bmm(a[0], b[0]),)
+        torch.bmm(a[0], b[0], out=out[0])
+        return out
     (ar, ai), (br, bi) = a, b
-    real = torch.bmm(ar, br).baddbmm_(ai, bi, alpha=-1 if conjugate_a == conjugate_b else 1)
+    torch.bmm(ar, br, out=out[0]).baddbmm_(ai, bi, alpha=-1 if conjugate_a == conjugate_b else 1)
     if conjugate_a:
-        return real, torch.bmm(ar, bi).baddbmm_(ai, br, alpha=-1)
-    return real, torch.bmm(ai, br).baddbmm_(ar, bi, alpha=-1 if conjugate_b else 1)
+        torch.bmm(ar, bi, out=out[1]).baddbmm_(ai, br, alpha=-1)
+    else:
+        torch.bmm(ai, br, out=out[1]).baddbmm_(ar, bi, alpha=-1 if conjugate_b else 1)
+    return out
 
 
 def _transposed(parts: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return tuple(p.transpose(1, 2) for p in parts)
 
 
-def _transform_back(matrix: torch.Tensor, parts: tuple[torch.Tensor, ...], groups: int) -> torch.Tensor:
-    """matrix (rows, P) applied to per-coefficient (P / parts * G, R, c) matrices -> (G, rows, R * c)."""
-    pieces = matrix.chunk(len(parts), dim=1)
-    per_part = parts[0].shape[0] // groups
-    out = None
-    for piece, part in zip(pieces, parts):
-        part = part.view(per_part, groups, -1).transpose(0, 1)  # (G, P / parts, R * c)
-        out = torch.bmm(piece.expand(groups, -1, -1), part) if out is None else out.baddbmm_(piece.expand(groups, -1, -1), part)
-    return out
+def _transform_back(matrix: torch.Tensor, products: torch.Tensor) -> torch.Tensor:
+    """matrix (rows, P) applied to the per-coefficient products (parts, P / parts * G, R, c) -> (rows, G, R, c):
+    one matrix product over all groups and blocks (the coefficient is the slowest index)."""
+    _, _, blocks, columns = products.shape
+    return (matrix @ products.view(matrix.shape[1], -1)).view(matrix.shape[0], -1, blocks, columns)
 
 
 def _transform_blocks(matrix: torch.Tensor, signal: torch.Tensor, blocks: int, hop: int) -> torch.Tensor:
@@ -160,56 +163,108 @@ def _kernel_coefficients(weight: torch.Tensor, kernel: torch.Tensor, groups: int
     return tuple(coefficients.view(parts, -1, out_channels // groups, per_in))
 
 
-def _gather_outputs(blocks: torch.Tensor, length: int, bias: torch.Tensor | None) -> torch.Tensor:
-    """blocks (N, B, m, G, o), any strides -> (N, length, G * o) contiguous, the first `length` of the
-    B * m outputs (plus bias (G, o)): full blocks in one copy, the last one's kept outputs in another."""
-    items, _, kept, groups, per_group = blocks.shape
-    out = blocks.new_empty(items, length, groups * per_group)
-    full, rest = divmod(length, kept)
-    pieces = [(blocks[:, :full], out[:, :full * kept].view(items, full, kept, groups, per_group))]
-    if rest:
-        pieces.append((blocks[:, full:full + 1, :rest], out[:, full * kept:].view(items, 1, rest, groups, per_group)))
-    for source, target in pieces:
-        if bias is None:
-            target.copy_(source)
-        else:
-            torch.add(source, bias, out=target)
-    return out
-
-
 @dataclasses.dataclass(frozen=True)
 class _Geometry:
+    """Sizes of one call. A dilation d splits each item into d phases (the samples t = r mod d), each
+    an undilated convolution: the blocks run over items * d rows of `padded` samples."""
+
     items: int
     length: int
     channels: int
     padding: int
+    dilation: int
     groups: int
     length_out: int
     blocks: int
     padded: int
 
+    def phase_spans(self) -> Iterator[tuple[int, int, int, int]]:
+        """(phase r, first and last + 1 sample v of the phase's row that hold input, the input sample at
+        the first): row sample v of phase r is input sample d * v + r - padding."""
+        d, p = self.dilation, self.padding
+        for phase in range(d):
+            first = max(0, -(-(p - phase) // d))
+            last = min(self.padded, (self.length - 1 + p - phase) // d + 1)
+            if last > first:
+                yield phase, first, last, d * first + phase - p
+
+
+def _to_phases(x: torch.Tensor, g: _Geometry) -> torch.Tensor:
+    """x (N, T, C) -> the zero-padded rows (N * d, padded, C) the blocks read."""
+    rows = x.new_zeros(g.items, g.dilation, g.padded, g.channels)
+    for phase, first, last, start in g.phase_spans():
+        rows[:, phase, first:last] = x[:, start:start + g.dilation * (last - first - 1) + 1:g.dilation]
+    return rows.view(-1, g.padded, g.channels)
+
+
+def _from_phases(rows: torch.Tensor, g: _Geometry) -> torch.Tensor:
+    """The adjoint of _to_phases: gradients of the rows (N * d, >= padded, C) -> of x (N, T, C)."""
+    if g.dilation == 1 and rows.shape[1] >= g.padding + g.length:
+        return rows[:, g.padding:g.padding + g.length]
+    x = rows.new_zeros(g.items, g.length, g.channels)
+    rows = rows.view(g.items, g.dilation, -1, g.channels)
+    for phase, first, last, start in g.phase_spans():
+        x[:, start:start + g.dilation * (last - first - 1) + 1:g.dilation] = rows[:, phase, first:last]
+    return x
+
+
+def _write_outputs(blocks: torch.Tensor, target: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """The first L of the B * m outputs of blocks (N, B, m, G, o) (plus bias (G, o)) into target (N, L, G, o):
+    full blocks in one copy, the last one's kept outputs in another."""
+    items, _, kept, groups, per_group = blocks.shape
+    full, rest = divmod(target.shape[1], kept)
+    pieces = [(blocks[:, :full], target[:, :full * kept].view(items, full, kept, groups, per_group))]
+    if rest:
+        pieces.append((blocks[:, full:full + 1, :rest], target[:, full * kept:].unsqueeze(1)))
+    for source, out in pieces:
+        if bias is None:
+            out.copy_(source)
+        else:
+            torch.add(source, bias, out=out)
+
+
+def _gather_outputs(blocks: torch.Tensor, g: _Geometry, bias: torch.Tensor | None) -> torch.Tensor:
+    """blocks (N * d, B, m, G, o), any strides -> outputs (N, T_out, G * o) contiguous, phases interleaved."""
+    *_, groups, per_group = blocks.shape
+    d = g.dilation
+    phase_length = -(-g.length_out // d)
+    out = blocks.new_empty(g.items, phase_length * d, groups * per_group)
+    by_phase = blocks.view(g.items, d, *blocks.shape[1:])
+    interleaved = out.view(g.items, phase_length, d, groups, per_group)
+    for phase in range(d):
+        _write_outputs(by_phase[:, phase], interleaved[:, :, phase], bias)
+    return out if phase_length * d == g.length_out else out[:, :g.length_out].contiguous()
+
+
+def _phase_gradients(grad_y: torch.Tensor, g: _Geometry, length: int) -> torch.Tensor:
+    """grad_y (N, T_out, C) -> (N * d, length, C): each phase's output gradients, zero past its end."""
+    d = g.dilation
+    grads = grad_y.new_zeros(g.items, d, length, grad_y.shape[-1])
+    for phase in range(min(d, g.length_out)):
+        phase_grads = grad_y[:, phase::d]
+        grads[:, phase, :phase_grads.shape[1]] = phase_grads
+    return grads.view(-1, length, grad_y.shape[-1])
+
 
 class _BlockConv1d(torch.autograd.Function):
-    """x (N, T, C_in) contiguous, weight (C_out, C_in / G, k) -> (N, T_out, C_out)."""
+    """x (N, T, C_in) contiguous, weight (C_out, C_in / G, k) -> (N, T_out, C_out) contiguous."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, basis: Basis, padding: int, groups: int):
+    def forward(ctx, x, weight, bias, basis: Basis, padding: int, dilation: int, groups: int):
         basis = basis.to(x.dtype)
         items, length, channels = x.shape
-        length_out = (length + 2 * padding - weight.shape[-1]) // basis.stride + 1
-        blocks = -(-length_out // basis.kept)
-        geometry = _Geometry(items, length, channels, padding, groups, length_out, blocks,
+        length_out = (length + 2 * padding - dilation * (weight.shape[-1] - 1) - 1) // basis.stride + 1
+        blocks = -(-length_out // (dilation * basis.kept))
+        geometry = _Geometry(items, length, channels, padding, dilation, groups, length_out, blocks,
                              (blocks - 1) * basis.kept * basis.stride + basis.block)
-        padded = x.new_zeros(items, geometry.padded, channels)
-        used = min(length, geometry.padded - padding)  # the input's tail past the last block is never read
-        padded[:, padding:padding + used] = x[:, :used]
-        coefficients = _transform_blocks(basis.signal, padded, blocks, basis.kept * basis.stride)  # (N, blocks, P, C_in)
-        del padded
+        rows = _to_phases(x, geometry)
+        coefficients = _transform_blocks(basis.signal, rows, blocks, basis.kept * basis.stride)  # (N * d, blocks, P, C_in)
+        del rows
         weights = _kernel_coefficients(weight, basis.kernel, groups, basis.parts)  # each (P / parts * G, o, i)
         products = _product(_split(coefficients, groups, basis.parts), _transposed(weights))
-        outputs = _transform_back(basis.inverse, products, groups)  # (G, m / s, N * blocks * o)
-        by_group = outputs.view(groups, basis.kept, items, blocks, -1).permute(2, 3, 1, 0, 4)  # (N, blocks, m / s, G, o)
-        y = _gather_outputs(by_group, length_out, None if bias is None else bias.view(groups, -1))
+        outputs = _transform_back(basis.inverse, products)  # (m / s, G, N * d * blocks, o)
+        by_group = outputs.view(basis.kept, groups, items * dilation, blocks, -1).permute(2, 3, 0, 1, 4)
+        y = _gather_outputs(by_group, geometry, None if bias is None else bias.view(groups, -1))
         ctx.save_for_backward(coefficients, *weights)
         ctx.basis, ctx.geometry, ctx.weight_shape = basis, geometry, weight.shape
         return y
@@ -218,8 +273,7 @@ class _BlockConv1d(torch.autograd.Function):
     def backward(ctx, grad_y):
         coefficients, *weights = ctx.saved_tensors
         basis, geometry = ctx.basis, ctx.geometry
-        grads = grad_y.new_zeros(geometry.items, geometry.blocks * basis.kept, ctx.weight_shape[0])
-        grads[:, :geometry.length_out] = grad_y
+        grads = _phase_gradients(grad_y, geometry, geometry.blocks * basis.kept)
         grad_coefficients = _transform_blocks(basis.inverse.T.contiguous(), grads, geometry.blocks, basis.kept)
         grad_parts = _split(grad_coefficients, geometry.groups, basis.parts)
         grad_x = grad_w = grad_b = None
@@ -230,46 +284,44 @@ class _BlockConv1d(torch.autograd.Function):
             grad_w = _weight_gradient(basis, ctx.weight_shape, _product(_transposed(grad_parts), inputs, conjugate_b=True))
         if ctx.needs_input_grad[2]:
             grad_b = grad_y.sum((0, 1))
-        return grad_x, grad_w, grad_b, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None
 
 
 def _input_gradient(basis: Basis, geometry: _Geometry, grad_coefficients: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """The blocks' coefficient gradients taken back through the block transform, summed onto the input samples."""
     g = geometry
-    block, hop, per_group = basis.block, basis.kept * basis.stride, g.channels // g.groups
-    windows = _transform_back(basis.signal.T, grad_coefficients, g.groups)  # (G, n, N * blocks * i)
-    windows = windows.view(g.groups, block, g.items, g.blocks, per_group).permute(2, 3, 1, 0, 4)  # (N, blocks, n, G, i)
-    total = windows.new_zeros(g.items, max(g.padded, g.padding + g.length), g.channels)
+    block, hop, per_group, rows = basis.block, basis.kept * basis.stride, g.channels // g.groups, g.items * g.dilation
+    windows = _transform_back(basis.signal.T, grad_coefficients)  # (n, G, N * d * blocks, i)
+    windows = windows.view(block, g.groups, rows, g.blocks, per_group).permute(2, 3, 0, 1, 4)  # (N * d, blocks, n, G, i)
+    total = windows.new_zeros(rows, max(g.padded, g.padding + g.length), g.channels)
     for offset in range(0, block, hop):  # each `hop`-long slice of every block lands on disjoint samples
         size = min(hop, block - offset)
-        target = total.as_strided((g.items, g.blocks, size, g.groups, per_group),
+        target = total.as_strided((rows, g.blocks, size, g.groups, per_group),
                                   (total.stride(0), hop * g.channels, g.channels, per_group, 1),
                                   total.storage_offset() + offset * g.channels)
         target += windows[:, :, offset:offset + size]
-    return total[:, g.padding:g.padding + g.length]
+    return _from_phases(total, g)
 
 
-def _weight_gradient(basis: Basis, weight_shape, grad_weights: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """d loss / d weight (C_out, C_in / G, k) from the gradients of the kernel's coefficients, each
-    (P / parts * G, o, i): their transposed-kernel images, summed."""
-    pieces = basis.kernel.chunk(basis.parts)
-    grad = None
-    for piece, part in zip(pieces, grad_weights):
-        part = part.reshape(piece.shape[0], -1).T  # (C_out * C_in / G, P / parts), a view
-        grad = part @ piece if grad is None else grad.addmm_(part, piece)
-    return grad.view(weight_shape)
+def _weight_gradient(basis: Basis, weight_shape, grad_weights: torch.Tensor) -> torch.Tensor:
+    """d loss / d weight (C_out, C_in / G, k) from the gradients of the kernel's coefficients
+    (parts, P / parts * G, o, i): their images under the kernel transform's transpose."""
+    return (grad_weights.view(basis.kernel.shape[0], -1).T @ basis.kernel).view(weight_shape)
 
 
 def block_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, basis: Basis, *,
-                 padding: int = 0, groups: int = 1) -> torch.Tensor:
-    """F.conv1d(x, weight, bias, basis.stride, padding, groups=groups) computed in blocks of `basis`.
+                 padding: int = 0, dilation: int = 1, groups: int = 1) -> torch.Tensor:
+    """F.conv1d(x, weight, bias, basis.stride, padding, dilation, groups) computed in blocks of `basis`.
 
     x (N, C_in, T) in any memory layout -> (N, C_out, T_out) with channels-last strides (its
-    transpose(1, 2) is contiguous per item). It computes in float64 for float64 input, else in
-    float32 whatever autocast says: the transforms would lose too much in 16-bit floats.
+    transpose(1, 2) is contiguous). It computes in float64 for float64 input, else in float32
+    whatever autocast says: the transforms would lose too much in 16-bit floats.
     """
+    if dilation > 1 and basis.stride > 1:
+        raise ValueError(f"block_conv1d runs a dilation ({dilation}) or a stride ({basis.stride}), not both")
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     bias = None if bias is None else bias.to(dtype)
     with torch.autocast(x.device.type, enabled=False):
-        y = _BlockConv1d.apply(x.transpose(1, 2).to(dtype).contiguous(), weight.to(dtype), bias, basis, padding, groups)
+        y = _BlockConv1d.apply(x.transpose(1, 2).to(dtype).contiguous(), weight.to(dtype), bias, basis, padding,
+                               dilation, groups)
     return y.transpose(1, 2)
