@@ -108,3 +108,16 @@ def test_bases_refuse_what_they_cannot_compute():
         winograd_basis(7)
     with pytest.raises(ValueError, match=r"a dilation \(2\) or a stride \(2\), not both"):
         block_conv1d(torch.zeros(1, 2, 50), torch.zeros(2, 2, 5), None, dft_basis(16, 5, 2), dilation=2)
+
+
+def test_a_weight_without_gradient_reuses_its_coefficients_until_it_changes():
+    torch.manual_seed(5)
+    x = torch.randn(2, 4, 30)
+    w = torch.randn(6, 4, 5, 1)  # as the period discriminators hold it: each call squeezes a new view
+    basis = winograd_basis(5)
+    first = block_conv1d(x, w.squeeze(-1), None, basis, padding=2)
+    assert w._block_coefficients is not None
+    torch.testing.assert_close(block_conv1d(x, w.squeeze(-1), None, basis, padding=2), first)
+    w.mul_(2)  # an in-place change: its version moves, the coefficients are computed again
+    torch.testing.assert_close(block_conv1d(x, w.squeeze(-1), None, basis, padding=2), 2 * first)
+    torch.testing.assert_close(block_conv1d(x, w[:3].squeeze(-1), None, basis, padding=2), 2 * first[:, :3])
