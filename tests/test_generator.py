@@ -6,6 +6,8 @@ import torch
 
 from conftest import TINY, lively, random_mel
 from hifigan.config import GENERATOR_PRESETS
+from hifigan import generator as generator_module
+from hifigan.blockconv import block_conv1d
 from hifigan.generator import Generator
 from hifigan.layers import fold_weight_norm
 from hifigan.mel import SILENCE_LOG_MEL
@@ -41,12 +43,19 @@ def test_folding_weight_norm_keeps_the_output(name):
     assert torch.allclose(before, after, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["v1", "v3"])
-def test_channels_last_training_equals_the_plain_layout(name):
-    plain = lively(Generator(**dataclasses.asdict(TINY[name])))
+@pytest.mark.parametrize("name", ["v1", "v3", "v1-wide"])
+def test_channels_last_training_equals_the_plain_layout(name, monkeypatch):
+    """v1-wide has 128- and 64-channel stages, whose k = 11 and k = 7 convs train in DFT blocks (fp32, CPU)."""
+    config = dataclasses.replace(GENERATOR_PRESETS["v1"], upsample_initial_channel=256) if name == "v1-wide" else TINY[name]
+    plain = lively(Generator(**dataclasses.asdict(config)))
     fast = copy.deepcopy(plain).train_channels_last()
     mel = random_mel(12, batch=2)
+    blocks = []
+    monkeypatch.setattr(generator_module, "block_conv1d", lambda *a, **k: blocks.append(k) or block_conv1d(*a, **k))
     outputs = [g(mel) for g in (plain, fast)]
+    assert len(blocks) == (18 if name == "v1-wide" else 0)  # k = 11 and k = 7 at 128 channels, k = 11 at 64
+    if name == "v1-wide":
+        assert {k["dilation"] for k in blocks} == {1, 3, 5}
     torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
     grads = [torch.autograd.grad(out.square().sum(), list(g.parameters())) for out, g in zip(outputs, (plain, fast))]
     for ours, expected in zip(*grads[::-1]):

@@ -217,9 +217,11 @@ def _from_phases(rows: torch.Tensor, g: _Geometry) -> torch.Tensor:
     """The adjoint of _to_phases: gradients of the rows (N * d, >= padded, C) -> of x (N, T, C)."""
     if g.dilation == 1 and rows.shape[1] >= g.padding + g.length:
         return rows[:, g.padding:g.padding + g.length]
-    x = rows.new_zeros(g.items, g.length, g.channels)
+    spans = list(g.phase_spans())
+    covered = sum(last - first for _, first, last, _ in spans) == g.length  # each sample is in one phase, once
+    x = rows.new_empty(g.items, g.length, g.channels) if covered else rows.new_zeros(g.items, g.length, g.channels)
     rows = rows.view(g.items, g.dilation, -1, g.channels)
-    for phase, first, last, start in g.phase_spans():
+    for phase, first, last, start in spans:
         x[:, start:start + g.dilation * (last - first - 1) + 1:g.dilation] = rows[:, phase, first:last]
     return x
 
@@ -255,10 +257,11 @@ def _gather_outputs(blocks: torch.Tensor, g: _Geometry, bias: torch.Tensor | Non
 def _phase_gradients(grad_y: torch.Tensor, g: _Geometry, length: int) -> torch.Tensor:
     """grad_y (N, T_out, C) -> (N * d, length, C): each phase's output gradients, zero past its end."""
     d = g.dilation
-    grads = grad_y.new_zeros(g.items, d, length, grad_y.shape[-1])
-    for phase in range(min(d, g.length_out)):
+    grads = grad_y.new_empty(g.items, d, length, grad_y.shape[-1])
+    for phase in range(d):
         phase_grads = grad_y[:, phase::d]
         grads[:, phase, :phase_grads.shape[1]] = phase_grads
+        grads[:, phase, phase_grads.shape[1]:].zero_()
     return grads.view(-1, length, grad_y.shape[-1])
 
 

@@ -50,23 +50,26 @@ class _ResBlock(nn.Module):
     def _conv(self, conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
         if not self.runs_channels_last(x):
             return conv(x)
-        block = _dft_block(conv, compute_dtype(x))
+        block = _dft_block(conv, x)
         if block:
             return block_conv1d(x, conv.weight, conv.bias, dft_basis(block, conv.kernel_size[0], 1),
                                 padding=conv.padding[0], dilation=conv.dilation[0])
         return conv1d_channels_last(conv, x)
 
 
-def _dft_block(conv: nn.Conv1d, dtype: torch.dtype) -> int:
-    """The DFT block length (blockconv) for a residual conv trained in fp32 on the CPU, 0 for oneDNN.
+def _dft_block(conv: nn.Conv1d, x: torch.Tensor) -> int:
+    """The DFT block length (blockconv) for a residual conv of x (B, C, L) trained in fp32 on the CPU,
+    0 for oneDNN.
 
-    Forward and backward on a 2-core AMX Xeon (batch 4, channels-last): k = 11 at 256 channels
-    17.7 -> 9.5 ms (n = 32), at 128 29.8 -> 15.3 ms (32), at 64 16.2 -> 11.0 ms (64); k = 7 at 128
-    18.5 -> 13.7 ms. k = 3 and 32 channels were slower in blocks."""
+    Forward and backward on a 2-core AMX Xeon (batch 4, channels-last, dilation 1 / 5): k = 11 at
+    256 channels and L = 256 15.0 / 17.0 -> 9.3 / 12.0 ms (n = 32), at 128 channels and L = 2048
+    30.9 / 30.2 -> 14.8 / 18.7 ms (n = 64), at 64 channels 15.6 / 15.9 -> 11.8 / 15.2 ms (64); k = 7
+    at 128 channels 19.9 / 19.6 -> 14.5 / 16.9 ms (32). k = 3, k = 7 at 64 channels and all 32-channel
+    convs were as fast or faster in oneDNN."""
     channels, k = conv.in_channels, conv.kernel_size[0]
-    if dtype not in (torch.float32, torch.float64) or k < 7 or channels < 64:
+    if compute_dtype(x) not in (torch.float32, torch.float64) or k < 7 or channels < (128 if k < 11 else 64):
         return 0
-    return 32 if channels >= 128 and k < 32 else 64
+    return 64 if k >= 11 and x.shape[-1] >= 1024 else 32
 
 
 class ResBlock1(_ResBlock):
