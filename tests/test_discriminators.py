@@ -70,6 +70,11 @@ def test_spectral_norm_sees_each_part_in_turn():
     single(torch.cat([real, fake]))  # one call: one power iteration
     assert not torch.allclose(single.state_dict()["discriminators.0.convs.0.parametrizations.weight.0._u"],
                               msd.state_dict()["discriminators.0.convs.0.parametrizations.weight.0._u"])
+    logits_only = copy.deepcopy(separate)  # the state after two calls, as msd's
+    for (logits, maps), (expected, _) in zip(logits_only(torch.cat([real, fake]), parts=2, feature_maps=False),
+                                             msd(torch.cat([real, fake]), parts=2)):
+        assert maps == []
+        torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="a batch of 3 does not split into 2 equal parts"):
         msd(torch.randn(3, 1, 4096), parts=2)
 

@@ -183,7 +183,8 @@ class Trainer:
                 # Outputs are not kept past their loss term (no feature maps alive in the backward
                 # pass). The MSD runs real, then generated audio: its power iteration as in the reference.
                 loss = discriminator_loss(*_split(self.MPD(both), len(real)))
-                loss = (loss + discriminator_loss(*_split(self.MSD(both, parts=2), len(real)))) / count
+                msd = self.MSD(both, parts=2, feature_maps=False)  # the loss reads only logits
+                loss = (loss + discriminator_loss(*_split(msd, len(real)))) / count
             self.scaler_d.scale(loss).backward()
             total = total + loss.detach().float()
         return total, fakes if count == 1 else []
