@@ -1,25 +1,30 @@
-"""1-D convolutions computed in blocks by fast transforms, with their backward pass (training on the CPU).
+"""1-D convolutions computed in blocks by fast transforms, with their backward pass (training in fp32 on the CPU).
 
 A conv cut into blocks of n input samples is: one linear transform of each block (n samples ->
 P coefficients), one matrix product per coefficient between the blocks' coefficients and the
 transformed kernel, and one transform back to the block's outputs. Two kinds of transform:
 
-- **DFT blocks** (the scale discriminators' grouped k = 41 layers). Per frequency bin and group,
-  Z = X * conj(W) (a cross-correlation, what Conv1d computes) is one complex product, four real
-  ones: about 4 * (n / 2 + 1) / m real multiply-adds per output and channel pair, m = n - k + 1,
-  instead of k (2.95 instead of 41 at n = 128). A stride s keeps the per-bin products and reads
-  back only every s-th output. oneDNN runs these grouped layers far below the CPU's matrix-product
-  rate; forward and backward of the 128 -> 128, 4-group, stride-2 layer at batch 4 took 60-63 ms
-  this way against 197-210 ms on a 2-core AMX Xeon in fp32.
+- **DFT blocks** (the scale discriminators' grouped k = 41 layers, the generator's k = 11 and
+  k = 7 residual convs). Per frequency bin and group, Z = X * conj(W) (a cross-correlation, what
+  Conv1d computes) is one complex product, four real ones: about 4 * (n / 2 + 1) / m real
+  multiply-adds per output and channel pair, m = n - k + 1, instead of k (2.95 instead of 41 at
+  n = 128). A stride s keeps the per-bin products and reads back only every s-th output; a
+  dilation d splits the input into its d phases, each an undilated convolution. oneDNN runs the
+  grouped layers far below the CPU's matrix-product rate: forward and backward of the 128 -> 128,
+  4-group, stride-2 layer at batch 4 took 50-65 ms this way against 187-210 ms on a 2-core AMX
+  Xeon in fp32.
 - **Winograd F(4, k)** (the 1024 -> 1024, k = 5, stride-1 layers of both discriminators, a third
   of a training step's arithmetic). Per point of the 8-point transform, one real product: 8
   multiplies per 4 outputs instead of 20. The points 0, +-1, +-2, +-1/2 and infinity keep the
-  fp32 error at about 2e-6 of the largest output (4-5x that of a direct conv).
+  fp32 error at about 2-3e-6 of the largest output (4-5x that of a direct conv); F(6, 5), with
+  +-3 or +-3/2 added, reached 1.5-3.4e-5, so it is not used.
 
 Every step is a real matrix product over channels-last data, as in fftconv.py (the inference
 version of the DFT blocks): the block transform is one (P, n) matrix applied to each (n, C) input
-block, the kernel's transform is computed from the weight on each call, and the inverse yields
-only the outputs kept. The backward pass runs the transposes of the same matrices.
+block, the kernel's transform is computed from the weight (once for a weight that needs no
+gradient), and the inverse yields only the outputs kept. The backward pass runs the transposes
+of the same matrices. Both are for fp32 (and fp64): in 16-bit floats the transforms would lose
+too much, and oneDNN's bf16 kernels are fast there anyway.
 """
 
 from __future__ import annotations
