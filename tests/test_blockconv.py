@@ -121,3 +121,6 @@ def test_a_weight_without_gradient_reuses_its_coefficients_until_it_changes():
     w.mul_(2)  # an in-place change: its version moves, the coefficients are computed again
     torch.testing.assert_close(block_conv1d(x, w.squeeze(-1), None, basis, padding=2), 2 * first)
     torch.testing.assert_close(block_conv1d(x, w[:3].squeeze(-1), None, basis, padding=2), 2 * first[:, :3])
+    parameter = torch.nn.Parameter(w.squeeze(-1).clone(), requires_grad=False)
+    block_conv1d(x, parameter, None, basis, padding=2)
+    assert not hasattr(parameter, "_block_coefficients")  # a module's state stays as it was

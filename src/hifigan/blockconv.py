@@ -164,17 +164,19 @@ def _kernel_coefficients(weight: torch.Tensor, kernel: torch.Tensor, groups: int
     """weight (C_out, C_in / G, k) -> `parts` tensors (P / parts * G, C_out / G, C_in / G): per coefficient
     and group, the weight as it is laid out (one matrix product, no reordering of the weight).
 
-    A weight that needs no gradient keeps its coefficients while it is unchanged (its _version): the
-    trainer's generator step runs two passes over the same frozen discriminator weights."""
+    A weight that needs no gradient and is not a module's parameter keeps its coefficients while it
+    is unchanged (its _version): the trainer's generator step runs two passes over the same frozen
+    (normalised) discriminator weights."""
     holder = weight if weight._base is None else weight._base  # a view (a squeezed 2-D weight) is made per call
+    cacheable = not weight.requires_grad and not isinstance(holder, torch.nn.Parameter)  # nothing rides on a module
     key = (weight.shape, weight.stride(), weight.storage_offset(), weight._version, kernel.shape, kernel.dtype, groups)
-    cached = None if weight.requires_grad else getattr(holder, "_block_coefficients", None)
+    cached = getattr(holder, "_block_coefficients", None) if cacheable else None
     if cached is not None and cached[0] == key and torch.equal(cached[1], kernel):
         return cached[2]
     out_channels, per_in, kernel_size = weight.shape
     coefficients = kernel @ weight.reshape(-1, kernel_size).T  # (P, C_out * C_in / G)
     result = tuple(coefficients.view(parts, -1, out_channels // groups, per_in))
-    if not weight.requires_grad:
+    if cacheable:
         holder._block_coefficients = (key, kernel, result)
     return result
 
