@@ -39,6 +39,7 @@ import torch
 from .fftconv import _unit_circle
 
 WINOGRAD_POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))  # and infinity: F(4, 5)
+FULL_PRECISION = (torch.float32, torch.float64)  # the dtypes whose convs are worth computing in blocks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,21 +120,18 @@ def _split(coefficients: torch.Tensor, groups: int, parts: int) -> tuple[torch.T
                  for part in range(parts))
 
 
-def _product(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...], *, conjugate_a: bool = False,
-             conjugate_b: bool = False) -> torch.Tensor:
-    """Batched products of real (1 part) or complex (2 parts: real, imaginary) matrices, either factor
-    optionally conjugated -> (parts, batch, rows, columns): the parts stacked, so that the transforms
-    that follow are one matrix product over all of them."""
+def _product(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...], *, conjugate_b: bool = False) -> torch.Tensor:
+    """Batched products of real (1 part) or complex (2 parts: real, imaginary) matrices, b optionally
+    conjugated -> (parts, batch, rows, columns): the parts stacked, so that the transforms that follow
+    are one matrix product over all of them."""
     out = a[0].new_empty(len(a), a[0].shape[0], a[0].shape[1], b[0].shape[2])
     if len(a) == 1:
         torch.bmm(a[0], b[0], out=out[0])
         return out
     (ar, ai), (br, bi) = a, b
-    torch.bmm(ar, br, out=out[0]).baddbmm_(ai, bi, alpha=-1 if conjugate_a == conjugate_b else 1)
-    if conjugate_a:
-        torch.bmm(ar, bi, out=out[1]).baddbmm_(ai, br, alpha=-1)
-    else:
-        torch.bmm(ai, br, out=out[1]).baddbmm_(ar, bi, alpha=-1 if conjugate_b else 1)
+    sign = -1 if conjugate_b else 1
+    torch.bmm(ar, br, out=out[0]).baddbmm_(ai, bi, alpha=-sign)
+    torch.bmm(ai, br, out=out[1]).baddbmm_(ar, bi, alpha=sign)
     return out
 
 
@@ -313,7 +311,7 @@ class _BlockConv1d(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None, None
 
 
-def _input_gradient(basis: Basis, geometry: _Geometry, grad_coefficients: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def _input_gradient(basis: Basis, geometry: _Geometry, grad_coefficients: torch.Tensor) -> torch.Tensor:
     """The blocks' coefficient gradients taken back through the block transform, summed onto the input samples."""
     g = geometry
     block, hop, per_group, rows = basis.block, basis.kept * basis.stride, g.channels // g.groups, g.items * g.dilation

@@ -17,13 +17,12 @@ from torch.nn import functional as F
 
 from .layers import (channels_last_1d, compute_dtype, conv1d_channels_last, conv1d_in_fp32, hangs_in_cpu_fp16, normalized,
                      spectral_norm_vectors)
-from .blockconv import block_conv1d, dft_basis, winograd_basis
+from .blockconv import FULL_PRECISION, block_conv1d, dft_basis, winograd_basis
 from .matmulconv import matmul_conv1d
 
 LRELU_SLOPE = 0.1
 DiscriminatorOutput = list[tuple[torch.Tensor, list[torch.Tensor]]]
 CPU_KERNELS = ("matmul", "winograd", "dft", "channels-last", "channels-first")
-FULL_PRECISION = (torch.float32, torch.float64)
 
 
 def _weight(conv: nn.Module) -> torch.Tensor:
@@ -132,10 +131,12 @@ def _cpu_kernel(conv: nn.Conv1d, dtype: torch.dtype) -> str:
     """The fastest CPU kernel for a scale discriminator conv computing in `dtype`, by what timing
     its layers (forward and backward, batch 4 x 8192 samples) showed on a 2-core AMX Xeon.
 
-    fp32 (and fp64): grouped layers run in DFT blocks, 1.1-3.2x faster than oneDNN (128 -> 128
-    in 4 groups, stride 2: 201 -> 63 ms; 1024 -> 1024 in 16 groups, stride 1: 49 -> 22 ms;
-    512 -> 1024 in 16 groups, stride 4: 25 -> 23 ms), the 1024 -> 1024, k = 5 layer by Winograd
-    (52 -> 33 ms), other ungrouped ones as one matrix product.
+    fp32 (and fp64): grouped layers run in DFT blocks (128 -> 128 in 4 groups, stride 2: 201 -> 63
+    ms; 1024 -> 1024 in 16 groups, stride 1: 49 -> 22 ms; 512 -> 1024 in 16 groups, stride 4:
+    25 -> 23 ms): faster than oneDNN for 13 of the 15 layers of the three scales, level at the
+    second scale's 256 -> 512 (38.4 -> 39.5 ms) and slower at the third scale's 512 -> 1024 (129
+    input samples: 16.2 -> 20.5 ms). The 1024 -> 1024, k = 5 layer runs by Winograd (52 -> 33 ms),
+    other ungrouped ones as one matrix product.
 
     bf16 and fp16: ungrouped layers run as one matrix product (bf16: 1 -> 128, k = 15:
     12.2 -> 5.3 ms; 1024 -> 1024, k = 5: 21.7 -> 19.7 ms at 128 steps, 16.1 -> 10.7 ms at 33); a

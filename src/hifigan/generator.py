@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .blockconv import block_conv1d, dft_basis
+from .blockconv import FULL_PRECISION, block_conv1d, dft_basis
 from .layers import (channels_last_1d, compute_dtype, conv1d_channels_last, init_normal, same_padding,
                      weight_norm as apply_weight_norm)
 
@@ -67,7 +67,7 @@ def _dft_block(conv: nn.Conv1d, x: torch.Tensor) -> int:
     at 128 channels 19.9 / 19.6 -> 14.5 / 16.9 ms (32). k = 3, k = 7 at 64 channels and all 32-channel
     convs were as fast or faster in oneDNN."""
     channels, k = conv.in_channels, conv.kernel_size[0]
-    if compute_dtype(x) not in (torch.float32, torch.float64) or k < 7 or channels < (128 if k < 11 else 64):
+    if compute_dtype(x) not in FULL_PRECISION or k < 7 or channels < (128 if k < 11 else 64):
         return 0
     return 64 if k >= 11 and x.shape[-1] >= 1024 else 32
 
