@@ -181,8 +181,6 @@ def _check_kernels(kernels: tuple[str, ...], convs: nn.ModuleList) -> None:
         if kernel == "winograd" and (conv.stride[0] != 1 or conv.kernel_size[0] > 5):
             raise ValueError(f"the winograd kernel runs stride-1 convs of at most 5 taps, not "
                              f"k={conv.kernel_size[0]}, stride={conv.stride[0]}")
-        if kernel == "dft":
-            _basis(conv, kernel)  # raises for a kernel too long for the block
 
 
 class ScaleDiscriminator(nn.Module):
