@@ -1,15 +1,18 @@
 """Training throughput: mel frames per second of one full step (generator + both discriminators).
 
 python benchmarks/train_throughput.py [--presets v1 v3] [--batch 4] [--segment 8192] [--precisions fp32 bf16]
-    [--steps 3] [--rounds 3] [--threads 2]
+    [--steps 3] [--rounds 3] [--warmup 2] [--threads 2]
 
 Compares hifigan's Trainer.train_step with the original train.py's step written plainly
 (reference_training.py: its own copies of the models, the discriminators from
 reference_discriminators.py with the same weights, each discriminator run separately on real and
 generated audio with full graphs in both the discriminator and the generator step, and the
 reference's feature-matching loss, whose backward also runs through the discriminators on the
-real audio); same batch and precision. The two take turns, `steps` timed steps each per round;
-the table gives the median over rounds.
+real audio); same batch and precision. After one untimed step each and `warmup` untimed rounds
+of one step each, the two take turns, `steps` timed steps each per round; the table gives the
+median over rounds. The warm-up lets the heap settle: it grows over the first steps, faulting in
+new pages (hifigan's v1 fp32 step alone, batch 4: 0.88, 0.25, 0.02, 0.40, 0.12 s of kernel time
+in its second to sixth steps, about none after).
 
 It also counts each step's floating-point operations (torch's FlopCounterMode, one untimed step)
 and prints the rate each path reaches beside the rate of one large fp32 matrix product on the
@@ -80,6 +83,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed rounds of one step per path before timing (heap and caches settle)")
     parser.add_argument("--system-malloc", action="store_true",
                         help="glibc's default allocator settings instead of what `hifigan train` sets on CPU")
     args = parser.parse_args()
@@ -100,7 +105,10 @@ def main() -> None:
         reference_step = ReferenceStep(trainer)
         paths = {"reference": lambda: reference_step(batch), "hifigan": lambda: trainer.train_step([batch])}
         seconds = {name: [] for name in paths}
-        flops = {name: step_flops(step) for name, step in paths.items()}  # also the warm-up
+        flops = {name: step_flops(step) for name, step in paths.items()}  # also the first warm-up step
+        for _ in range(args.warmup):
+            for step in paths.values():
+                step()
         for _ in range(args.rounds):  # taking turns, so drifts in machine speed hit both alike
             for name, step in paths.items():
                 seconds[name].append(timed(step, args.steps))
