@@ -1,3 +1,4 @@
+import copy
 import dataclasses
 import json
 import sys
@@ -16,6 +17,7 @@ from hifigan.cli import main
 from hifigan.config import V1, MelConfig, ModelConfig, TrainConfig
 from hifigan.data import Example, audio_files, collate
 from hifigan.device import cpu_bf16_supported
+from hifigan.errors import CheckpointError
 from hifigan.train.run import export_generator, read_training_checkpoint, train
 from hifigan.train.trainer import Trainer, TrainingDiverged
 
@@ -120,6 +122,43 @@ def test_resume_from_an_original_authors_pair(clips, tmp_path):
     assert [p.name for p in written] == ["g_00000002", "config.json", "do_00000002"]
     resumed = run(tmp_path, "from_original", clips, resume=written[0], max_steps=3)
     assert_same(weights(straight)[0], weights(resumed)[0])
+
+
+def _as_torch1_adamw(state: dict) -> dict:
+    """An AdamW state as torch 1.x saved it (the original authors' do_ files): integer steps and
+    none of the later param-group keys. Its tensors are copies, as read from a file: a live state's
+    tensors would be shared with the optimiser that loads it."""
+    later = ("fused", "foreach", "capturable", "differentiable", "maximize", "decoupled_weight_decay")
+    state = copy.deepcopy(state)
+    return {"state": {i: {**s, "step": int(s["step"])} for i, s in state["state"].items()},
+            "param_groups": [{k: v for k, v in g.items() if k not in later} for g in state["param_groups"]]}
+
+
+def test_a_torch1_optimizer_state_loads_with_this_runs_fused_update(clips, tmp_path):
+    source = Trainer(MODEL, BASE, tmp_path / "source", clips, progress=False)
+    batch = collate([source.train_set[i] for i in range(4)])
+    source.train_step([batch])
+    pair = TrainingState(mpd=source.mpd.state_dict(), msd=source.msd.state_dict(), steps=1, epoch=0,
+                         optim_g=_as_torch1_adamw(source.optim_g.state_dict()),
+                         optim_d=_as_torch1_adamw(source.optim_d.state_dict()))
+    target = Trainer(MODEL, BASE, tmp_path / "target", clips, progress=False)
+    target.load_pair(pair, source.generator.state_dict())
+    groups = target.optim_g.param_groups + target.optim_d.param_groups
+    assert all(g["fused"] and g["decoupled_weight_decay"] and g["lr"] == BASE.learning_rate for g in groups)
+    source.train_step([batch])
+    target.train_step([batch])  # continues exactly where the source is
+    for a, b in zip(source.generator.parameters(), target.generator.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_an_optimizer_state_for_other_parameters_is_refused(clips, tmp_path):
+    trainer = Trainer(MODEL, BASE, tmp_path, clips, progress=False)
+    state = _as_torch1_adamw(trainer.optim_d.state_dict())
+    state["param_groups"][0]["params"] = state["param_groups"][0]["params"][:-1]
+    pair = TrainingState(mpd=trainer.mpd.state_dict(), msd=trainer.msd.state_dict(), steps=1, epoch=0,
+                         optim_g=trainer.optim_g.state_dict(), optim_d=state)
+    with pytest.raises(CheckpointError, match="optimiser state covers .* parameters, this model has"):
+        trainer.load_pair(pair, trainer.generator.state_dict())
 
 
 def test_divergence_guard_stops_and_keeps_the_last_good_checkpoint(clips, tmp_path, monkeypatch):

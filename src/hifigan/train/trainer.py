@@ -27,7 +27,7 @@ from ..config import ModelConfig, TrainConfig
 from ..data import Example, SegmentDataset, collate
 from ..device import cpu_bf16_slower_than_fp32, cpu_bf16_supported
 from ..discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator, frozen_weights
-from ..errors import ConfigError, HifiganError
+from ..errors import CheckpointError, ConfigError, HifiganError
 from ..layers import spectral_norm_vectors
 from ..losses import LOSS_WEIGHTS, discriminator_loss, generator_loss
 from ..mel import MelSpectrogram
@@ -60,6 +60,23 @@ def _split(outputs, count: int):
         real.append((logits[:count], [m[:count] for m in maps]))
         fake.append((logits[count:], [m[count:] for m in maps]))
     return real, fake
+
+
+IMPLEMENTATION_FLAGS = ("fused", "foreach")  # how an optimiser runs its update, not what it computes
+
+
+def _load_foreign_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load another implementation's optimiser state (hyperparameters, moments, steps) but keep how
+    this run's optimiser updates: the original's torch 1.x AdamW state has no `fused` key, and
+    loading it as it is would turn the fused update into torch's default (on the CPU the
+    per-parameter loop: both optimisers' steps took 177 ms that way against 58 fused, v1)."""
+    sizes = [len(group["params"]) for group in state["param_groups"]]
+    if sizes != [len(group["params"]) for group in optimizer.param_groups]:
+        raise CheckpointError(f"the checkpoint's optimiser state covers {sum(sizes)} parameters, "
+                              f"this model has {sum(len(g['params']) for g in optimizer.param_groups)}")
+    groups = [{**saved, **{flag: ours[flag] for flag in IMPLEMENTATION_FLAGS}}
+              for saved, ours in zip(state["param_groups"], optimizer.param_groups)]
+    optimizer.load_state_dict({**state, "param_groups": groups})  # with `fused`, steps go to the params' device
 
 
 def _warn_if_slow_on_cpu(precision: str) -> None:
@@ -458,8 +475,8 @@ class Trainer:
         self.mpd.load_state_dict(training.mpd)
         self.msd.load_state_dict(training.msd)
         if keep_optimizers and training.optim_g and training.optim_d:
-            self.optim_g.load_state_dict(training.optim_g)
-            self.optim_d.load_state_dict(training.optim_d)
+            _load_foreign_optimizer(self.optim_g, training.optim_g)
+            _load_foreign_optimizer(self.optim_d, training.optim_d)
             for optimizer in (self.optim_g, self.optim_d):
                 for group in optimizer.param_groups:
                     group["lr"] *= lr_scale
