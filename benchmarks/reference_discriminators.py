@@ -2,24 +2,34 @@
 
 The baseline of benchmarks/train_throughput.py: the period discriminator runs nn.Conv2d with
 (k, 1) kernels on (B, 1, N/p, p), the scale discriminator nn.Conv1d on (B, C, L), torch's default
-kernels. Parameter names match hifigan's discriminators (same weight-norm and spectral-norm
-parametrisations), so they load hifigan's state with a strict load_state_dict.
+kernels, and the original's norms: torch.nn.utils.weight_norm and spectral_norm (forward pre-hooks,
+not parametrisations). They load hifigan's state renamed to those norms' keys, strictly.
 """
 
 from __future__ import annotations
 
+import warnings
+
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils import parametrizations
+from torch.nn.utils import spectral_norm, weight_norm
 
-from hifigan.discriminators import _run_convs as _convs_then_post  # lrelu(conv) layers, then conv_post
+from hifigan.discriminators import _run_convs  # lrelu(conv) layers, then conv_post
+from hifigan.formats.common import to_legacy_norm
+
+
+def _convs_then_post(convs, conv_post, x):
+    """Each conv called as a module, so that its norm's forward pre-hook runs (recomputes the weight)."""
+    return _run_convs(convs, conv_post, x, apply=lambda conv, y: conv(y))
 
 
 def normalized(conv: nn.Module, norm: str) -> nn.Module:
-    """torch's own weight and spectral norms (hifigan's spectral norm has a faster backward pass)."""
+    """The original's norms, torch.nn.utils' pre-hook versions (torch marks weight_norm deprecated)."""
     if norm == "spectral":
-        return parametrizations.spectral_norm(conv)
-    return parametrizations.weight_norm(conv, dim=0)
+        return spectral_norm(conv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return weight_norm(conv)
 
 
 class DiscriminatorP(nn.Module):
@@ -94,9 +104,9 @@ def _real_then_generated(discriminators, ys, y_hats):
 
 def reference_discriminators_from(mpd: nn.Module, msd: nn.Module, *, mpd_periods, mpd_channels, msd_channels,
                                   msd_groups) -> tuple[nn.Module, nn.Module]:
-    """Plain copies of hifigan's discriminators with the same weights (strict load)."""
+    """Plain copies of hifigan's discriminators with the same weights and power-iteration state (strict load)."""
     plain_mpd = MultiPeriodDiscriminator(mpd_periods, mpd_channels)
     plain_msd = MultiScaleDiscriminator(msd_channels, msd_groups)
-    plain_mpd.load_state_dict(mpd.state_dict())
-    plain_msd.load_state_dict(msd.state_dict())
+    plain_mpd.load_state_dict(to_legacy_norm(mpd.state_dict()))
+    plain_msd.load_state_dict(to_legacy_norm(msd.state_dict()))
     return plain_mpd.to(next(mpd.parameters()).device), plain_msd.to(next(msd.parameters()).device)

@@ -29,7 +29,7 @@ def to_legacy_norm(state: State) -> State:
     renamed = {}
     for key, value in state.items():
         for ours, theirs in (*LEGACY_WEIGHT_NORM.items(), *LEGACY_SPECTRAL_NORM.items()):
-            if key.endswith("." + ours):
+            if key == ours or key.endswith("." + ours):  # a bare conv's keys have no module prefix
                 key = key[: -len(ours)] + theirs
                 break
         renamed[key] = value
@@ -38,14 +38,14 @@ def to_legacy_norm(state: State) -> State:
 
 def from_legacy_norm(state: State) -> State:
     """Legacy norm keys -> ours; a module with `weight_orig` is spectral-normed, else weight-normed."""
-    spectral = {key[: -len("weight_orig")] for key in state if key.endswith(".weight_orig")}
+    spectral = {key.rpartition(".")[0] for key in state if key.rpartition(".")[2] == "weight_orig"}
     weight_map = {theirs: ours for ours, theirs in LEGACY_WEIGHT_NORM.items()}
     spectral_map = {theirs: ours for ours, theirs in LEGACY_SPECTRAL_NORM.items()}
     renamed = {}
     for key, value in state.items():
-        module, _, leaf = key.rpartition(".")
-        mapping = spectral_map if module + "." in spectral else weight_map
-        renamed[f"{module}.{mapping[leaf]}" if leaf in mapping else key] = value
+        module, dot, leaf = key.rpartition(".")
+        mapping = spectral_map if module in spectral else weight_map
+        renamed[f"{module}{dot}{mapping[leaf]}" if leaf in mapping else key] = value
     return renamed
 
 
