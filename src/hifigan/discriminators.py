@@ -120,11 +120,16 @@ class PeriodDiscriminator(nn.Module):
         return torch.flatten(maps[-1], 1, -1), maps
 
 
+def _winograd_runs(conv: nn.Module) -> bool:
+    """Whether Winograd F(4, k) (blockconv) can compute the conv: stride 1, at most 5 taps (its points)."""
+    return conv.stride[0] == 1 and conv.kernel_size[0] <= 5
+
+
 def _winograd_fits(conv: nn.Module) -> bool:
-    """A stride-1 conv with a kernel of at most 5 taps into 64 or more channels: Winograd F(4, k)
-    (blockconv) runs the discriminators' 1024 -> 1024, k = 5 layers 1.6-1.8x faster than one matrix
-    product in fp32 (forward and both gradients, 2-core AMX Xeon); there are points for k <= 5."""
-    return conv.stride[0] == 1 and conv.kernel_size[0] <= 5 and conv.out_channels >= 64
+    """A conv Winograd runs, into 64 or more channels: F(4, k) runs the discriminators' 1024 -> 1024,
+    k = 5 layers 1.6-1.8x faster than one matrix product in fp32 (forward and both gradients, 2-core
+    AMX Xeon)."""
+    return _winograd_runs(conv) and conv.out_channels >= 64
 
 
 def _cpu_kernel(conv: nn.Conv1d, dtype: torch.dtype) -> str:
@@ -178,7 +183,7 @@ def _check_kernels(kernels: tuple[str, ...], convs: nn.ModuleList) -> None:
             raise ValueError(f"unknown CPU kernel {kernel!r}; use one of {', '.join(CPU_KERNELS)}")
         if kernel == "matmul" and conv.groups != 1:
             raise ValueError(f"the matmul kernel runs ungrouped convs only, not groups={conv.groups}")
-        if kernel == "winograd" and (conv.stride[0] != 1 or conv.kernel_size[0] > 5):
+        if kernel == "winograd" and not _winograd_runs(conv):
             raise ValueError(f"the winograd kernel runs stride-1 convs of at most 5 taps, not "
                              f"k={conv.kernel_size[0]}, stride={conv.stride[0]}")
 
