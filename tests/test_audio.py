@@ -42,6 +42,14 @@ def test_empty_file_is_an_error(tmp_path):
         load_audio(tmp_path / "empty.wav")
 
 
+def test_non_finite_samples_are_an_error(tmp_path):
+    audio = np.full(1000, 0.1, np.float32)
+    audio[[3, 7]] = np.nan, np.inf
+    soundfile.write(str(tmp_path / "nan.wav"), audio, 22050, subtype="FLOAT")
+    with pytest.raises(AudioFileError, match="nan.wav: the file holds 2 NaN or infinite samples"):
+        load_audio(tmp_path / "nan.wav")
+
+
 def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         with atomic_path(tmp_path / "out.wav") as tmp:

@@ -74,6 +74,15 @@ def test_mismatched_pair_is_rejected_with_its_name(tmp_path, caplog):
     assert "b.npy: 50 mel frames but 86 frames of audio (b.wav)" in caplog.text
 
 
+def test_pair_with_a_non_finite_mel_is_skipped(tmp_path, caplog):
+    soundfile.write(str(tmp_path / "n.wav"), tone(1.0), 22050)
+    mel = np.zeros((80, 86), np.float32)
+    mel[5, 9] = np.nan
+    np.save(tmp_path / "n.npy", mel)
+    assert dataset(pair_with_mels([tmp_path / "n.wav"], tmp_path))[0] is None
+    assert "n.npy: holds 1 NaN or infinite values" in caplog.text
+
+
 def test_center_framing_shifts_by_half_a_hop(tmp_path):
     audio = tone(1.0)
     soundfile.write(str(tmp_path / "c.wav"), audio, 22050, subtype="FLOAT")
@@ -90,11 +99,12 @@ def test_bad_files_are_skipped_not_fatal(tmp_path, caplog):
     soundfile.write(str(tmp_path / "short.wav"), tone(0.01), 22050)
     soundfile.write(str(tmp_path / "multi.wav"), tone(1.0, channels=3), 22050)
     (tmp_path / "broken.wav").write_bytes(b"RIFF")
-    names = ["good", "silent", "short", "multi", "broken"]
+    soundfile.write(str(tmp_path / "nan.wav"), np.full(22050, np.nan, np.float32), 22050, subtype="FLOAT")
+    names = ["good", "silent", "short", "multi", "broken", "nan"]
     data = dataset([Example(tmp_path / f"{n}.wav") for n in names])
     items = [data[i] for i in range(len(names))]
     assert items[0] is not None and all(item is None for item in items[1:])
-    for reason in ("silent", "too short", "more than two channels", "cannot read audio"):
+    for reason in ("silent", "too short", "more than two channels", "cannot read audio", "22050 NaN or infinite samples"):
         assert reason in caplog.text
     batch = collate(items)
     assert batch["audio"].shape == (1, 2048) and batch["mel"] is None and batch["names"] == ["good"]

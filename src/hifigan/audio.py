@@ -80,6 +80,9 @@ def _decode_audio(source: str | io.BytesIO, name: str) -> tuple[np.ndarray, int]
         raise AudioFileError(f"{name}: cannot read audio ({err})") from None
     if audio.shape[0] == 0:
         raise AudioFileError(f"{name}: the file holds no audio samples")
+    bad = int(np.count_nonzero(~np.isfinite(audio)))  # only float files can hold them; they would poison a batch
+    if bad:
+        raise AudioFileError(f"{name}: the file holds {bad} NaN or infinite samples")
     return to_mono(audio.T), int(sample_rate)
 
 

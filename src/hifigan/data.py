@@ -2,8 +2,8 @@
 
 Crops are drawn from a generator seeded by (seed, epoch, index), so an interrupted run that
 resumes sees exactly the batches it would have seen. A bad file (unreadable, too short, more
-than two channels, silent, mel and audio lengths that disagree) is logged and skipped: its
-item comes back as None and `collate` drops it.
+than two channels, silent, NaN or infinite samples or mel values, mel and audio lengths that
+disagree) is logged and skipped: its item comes back as None and `collate` drops it.
 """
 
 from __future__ import annotations
@@ -139,6 +139,9 @@ class SegmentDataset(Dataset):
         mel = load_mel_file(example.mel).astype(np.float32)
         if mel.ndim != 2 or mel.shape[0] != self.n_mels:
             raise InputError(f"{example.mel}: mel must be ({self.n_mels}, frames), got shape {mel.shape}")
+        bad = int(np.count_nonzero(~np.isfinite(mel)))
+        if bad:
+            raise InputError(f"{example.mel}: holds {bad} NaN or infinite values")
         if self.mel_framing == "center":  # centre-framed frame f is centred on sample f*hop: shift by hop/2
             audio = np.pad(audio, (self.hop_length // 2, 0))
         audio_frames = len(audio) // self.hop_length

@@ -26,7 +26,7 @@ from .streaming import receptive_field_frames, stream_audio
 Array = Union[torch.Tensor, np.ndarray]
 
 
-def _as_float_tensor(value: Array, what: str) -> torch.Tensor:
+def _as_float_tensor(value: Array, what: str, hint: str = "; check the model that produced it") -> torch.Tensor:
     if isinstance(value, np.ndarray):
         value = torch.from_numpy(np.ascontiguousarray(value))
     if not isinstance(value, torch.Tensor):
@@ -36,7 +36,7 @@ def _as_float_tensor(value: Array, what: str) -> torch.Tensor:
     value = value.float()
     bad = int((~torch.isfinite(value)).sum())
     if bad:
-        raise InputError(f"{what} contains {bad} NaN or infinite values; check the model that produced it")
+        raise InputError(f"{what} contains {bad} NaN or infinite values{hint}")
     return value
 
 
@@ -49,7 +49,7 @@ def _as_audio_tensor(value: Array) -> torch.Tensor:
         half = 2 ** (torch.iinfo(value.dtype).bits - 1)
         offset = half if torch.iinfo(value.dtype).min == 0 else 0
         return (value.double() - offset).div_(half).float()
-    tensor = _as_float_tensor(value, "audio")
+    tensor = _as_float_tensor(value, "audio", hint="")
     peak = float(tensor.abs().max()) if tensor.numel() else 0.0
     if peak > 1.0:
         warnings.warn(f"audio peaks at {peak:.4g}, outside [-1, 1]: the mel front end expects float audio in "
