@@ -31,6 +31,9 @@ def test_filelists_and_split(tmp_path):
     train, valid = split_files(files, 0.1, seed=3)
     assert len(valid) == 10 and not set(train) & set(valid) and split_files(files, 0.1, seed=3) == (train, valid)
     assert audio_files(tmp_path) == sorted((tmp_path / "wavs").glob("*.wav"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty: no audio files"):
+        audio_files(tmp_path / "empty")
 
 
 def test_crops_keep_mel_frames_and_samples_aligned(tmp_path):

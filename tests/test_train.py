@@ -270,6 +270,14 @@ def test_cli_train_and_refusals(clips, tmp_path, capsys):
     assert "multiply to 256, but the mel hop length is 300" in capsys.readouterr().err
     assert main([*args, "--batch-size", "3", "--grad-accum", "2"]) == 2
     assert "not divisible" in capsys.readouterr().err
+    assert main([*args, "--batch-size", "16"]) == 2
+    assert "training file(s), fewer than one batch (16): add files or lower the batch size" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([*args[:2], str(tmp_path / "empty"), *args[3:]]) == 2
+    assert "empty: no audio files (.wav, .flac, .ogg) in this folder or below" in capsys.readouterr().err
+    (tmp_path / "endless.json").write_text(json.dumps(dataclasses.asdict(BASE)))
+    assert main([*args[:7], "--train-config", str(tmp_path / "endless.json")]) == 2
+    assert "set max_steps or max_epochs (--max-steps / --max-epochs)" in capsys.readouterr().err
 
 
 @needs_shared(LJ_V2)

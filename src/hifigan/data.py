@@ -33,11 +33,14 @@ class Example:
 
 
 def audio_files(root: str | Path) -> list[Path]:
-    """Every wav/flac/ogg below `root`, sorted."""
+    """Every wav/flac/ogg below `root`, sorted; an error when there are none."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: no such data folder")
-    return find_files(root, AUDIO_EXTENSIONS)
+    files = find_files(root, AUDIO_EXTENSIONS)
+    if not files:
+        raise InputError(f"{root}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder or below")
+    return files
 
 
 def read_filelist(path: str | Path, root: str | Path) -> list[Path]:

@@ -309,9 +309,10 @@ class Trainer:
     def fit(self) -> RunState:
         """Train until max_steps or max_epochs; checkpoints, validation and logs on the way."""
         if self.train.max_steps is None and self.train.max_epochs is None:
-            raise ConfigError("set max_steps or max_epochs")
+            raise ConfigError("set max_steps or max_epochs (--max-steps / --max-epochs): the run needs an end")
         if len(self.train_set) < self.train.batch_size:
-            raise ConfigError(f"{len(self.train_set)} training files are fewer than one batch ({self.train.batch_size})")
+            raise ConfigError(f"{len(self.train_set)} training file(s), fewer than one batch ({self.train.batch_size}): "
+                              "add files or lower the batch size")
         bar = self._progress_bar()
         while not self._done():
             if self._run_epoch(bar):  # the epoch's batches ran out
