@@ -17,7 +17,7 @@ from hifigan.cli import main
 from hifigan.config import V1, MelConfig, ModelConfig, TrainConfig
 from hifigan.data import Example, audio_files, collate
 from hifigan.device import cpu_bf16_supported
-from hifigan.errors import CheckpointError
+from hifigan.errors import CheckpointError, InputError
 from hifigan.formats.common import to_legacy_norm
 from hifigan.train.run import export_generator, read_training_checkpoint, train
 from hifigan.train.trainer import Trainer, TrainingDiverged
@@ -254,6 +254,18 @@ def test_the_last_step_is_logged_between_intervals(clips, tmp_path):
     folder = run(tmp_path, "sparse", clips, max_steps=3, log_interval=2)
     records = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss_g" in r] == [2, 3]
+
+
+def test_a_run_whose_clips_all_fail_to_load_stops_with_a_message(tmp_path, caplog):
+    missing = [Example(tmp_path / f"gone{i}.wav") for i in range(4)]
+    trainer = Trainer(MODEL, dataclasses.replace(BASE, max_steps=5), tmp_path / "run", missing, progress=False)
+    with pytest.raises(InputError, match="no batch of epoch 0 could be loaded: every training clip was skipped"):
+        trainer.fit()
+    assert "gone0.wav: no such file" in caplog.text and trainer.state.step == 1
+    many = [Example(tmp_path / f"gone{i}.wav") for i in range(40)]  # the run ends inside the first epoch
+    trainer = Trainer(MODEL, dataclasses.replace(BASE, max_steps=2), tmp_path / "run2", many, progress=False)
+    with pytest.raises(InputError, match="none of the 2 steps' batches could be loaded"):
+        trainer.fit()
 
 
 def test_cli_train_and_refusals(clips, tmp_path, capsys):

@@ -27,7 +27,7 @@ from ..config import ModelConfig, TrainConfig
 from ..data import Example, SegmentDataset, collate
 from ..device import cpu_bf16_slower_than_fp32, cpu_bf16_supported
 from ..discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator, frozen_weights
-from ..errors import CheckpointError, ConfigError, HifiganError
+from ..errors import CheckpointError, ConfigError, HifiganError, InputError
 from ..layers import spectral_norm_vectors
 from ..losses import LOSS_WEIGHTS, discriminator_loss, generator_loss
 from ..mel import MelSpectrogram
@@ -95,6 +95,10 @@ def _warn_if_slow_on_cpu(precision: str) -> None:
     warnings.warn(f"{reason}; precision fp32 is faster here", stacklevel=3)
 
 
+def _nothing_loaded(what: str) -> InputError:
+    return InputError(f"{what} could be loaded: every training clip was skipped (see the messages above)")
+
+
 @dataclasses.dataclass
 class RunState:
     step: int = 0
@@ -138,6 +142,7 @@ class Trainer:
         self.train_set = SegmentDataset(train_examples, training=True, **data)
         self.valid_set = SegmentDataset(valid_examples, training=False, **data)
         self.state = RunState()
+        self.loaded_steps = 0  # steps whose batches loaded (in this process's lifetime)
         self._writer = None
 
     # ---- setup -------------------------------------------------------------------------------
@@ -313,7 +318,7 @@ class Trainer:
         if len(self.train_set) < self.train.batch_size:
             raise ConfigError(f"{len(self.train_set)} training file(s), fewer than one batch ({self.train.batch_size}): "
                               "add files or lower the batch size")
-        bar = self._progress_bar()
+        bar, first_step, first_loaded = self._progress_bar(), self.state.step, self.loaded_steps
         while not self._done():
             if self._run_epoch(bar):  # the epoch's batches ran out
                 self.state.epoch += 1
@@ -322,19 +327,25 @@ class Trainer:
                     self._decay_learning_rates()
         if bar is not None:
             bar.close()
+        if self.state.step > first_step and self.loaded_steps == first_loaded:
+            raise _nothing_loaded(f"none of the {self.state.step - first_step} steps' batches")
         self.save()
         return self.state
 
     def _run_epoch(self, bar) -> bool:
         """Optimiser steps until the epoch ends (True) or the run is done (False)."""
-        batches = self._epoch_batches()
+        batches, whole_epoch, any_loaded = self._epoch_batches(), self.state.batch_in_epoch == 0, False
         while self.state.batch_in_epoch < self.steps_per_epoch:  # the epoch ends with its last step
             if self._done():
                 return False
-            self._run_step(list(itertools.islice(batches, self.train.grad_accum)), bar)
+            any_loaded |= self._run_step(list(itertools.islice(batches, self.train.grad_accum)), bar)
+        if whole_epoch and not any_loaded:  # every clip was skipped: the run would go on without training
+            raise _nothing_loaded(f"no batch of epoch {self.state.epoch}")
         return True
 
-    def _run_step(self, group: list[dict | None], bar) -> None:
+    def _run_step(self, group: list[dict | None], bar) -> bool:
+        """One optimiser step on `group`; False when a micro-batch had no loadable clip (the step is
+        counted, so that processes and resumed runs stay in step, but nothing is trained)."""
         started = time.perf_counter()
         loaded = torch.tensor(float(all(batch is not None for batch in group)), device=self.device)
         if self.dist.enabled:  # every process skips together, or DDP would wait forever
@@ -350,6 +361,8 @@ class Trainer:
             self.validate()
         if self.state.step % self.train.checkpoint_interval == 0:
             self.save()
+        self.loaded_steps += bool(loaded.item())
+        return bool(loaded.item())
 
     # ---- logs --------------------------------------------------------------------------------
     def _progress_bar(self):
