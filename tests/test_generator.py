@@ -45,17 +45,21 @@ def test_folding_weight_norm_keeps_the_output(name):
 
 @pytest.mark.parametrize("name", ["v1", "v3", "v1-wide"])
 def test_channels_last_training_equals_the_plain_layout(name, monkeypatch):
-    """v1-wide has 128- and 64-channel stages, whose k = 11 and k = 7 convs train in DFT blocks (fp32, CPU)."""
+    """v1-wide has 128- and 64-channel stages, whose k = 11 and k = 7 convs train in DFT blocks (fp32, CPU)
+    from 1024 positions (batch x length) at k = 7 and 512 at k = 11."""
     config = dataclasses.replace(GENERATOR_PRESETS["v1"], upsample_initial_channel=256) if name == "v1-wide" else TINY[name]
     plain = lively(Generator(**dataclasses.asdict(config)))
     fast = copy.deepcopy(plain).train_channels_last()
-    mel = random_mel(12, batch=2)
+    mel = random_mel(64 if name == "v1-wide" else 12, batch=2)
     blocks = []
     monkeypatch.setattr(generator_module, "block_conv1d", lambda *a, **k: blocks.append(k) or block_conv1d(*a, **k))
     outputs = [g(mel) for g in (plain, fast)]
     assert len(blocks) == (18 if name == "v1-wide" else 0)  # k = 11 and k = 7 at 128 channels, k = 11 at 64
     if name == "v1-wide":
         assert {k["dilation"] for k in blocks} == {1, 3, 5}
+        blocks.clear()
+        fast(random_mel(12, batch=2))  # 192 positions in the 128-channel stage: oneDNN there
+        assert len(blocks) == 6
     torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
     grads = [torch.autograd.grad(out.square().sum(), list(g.parameters())) for out, g in zip(outputs, (plain, fast))]
     for ours, expected in zip(*grads[::-1]):

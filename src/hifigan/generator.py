@@ -65,11 +65,18 @@ def _dft_block(conv: nn.Conv1d, x: torch.Tensor) -> int:
     256 channels and L = 256 15.0 / 17.0 -> 9.3 / 12.0 ms (n = 32), at 128 channels and L = 2048
     30.9 / 30.2 -> 14.8 / 18.7 ms (n = 64), at 64 channels 15.6 / 15.9 -> 11.8 / 15.2 ms (64); k = 7
     at 128 channels 19.9 / 19.6 -> 14.5 / 16.9 ms (32). k = 3, k = 7 at 64 channels and all 32-channel
-    convs were as fast or faster in oneDNN."""
+    convs were as fast or faster in oneDNN. Blocks lose on few positions (B * L): the V1 block of
+    six k = 7 convs at 256 channels took 20.8 ms in oneDNN against 31.4 in blocks at 256 positions,
+    31.3 against 36.8 at 512 and 54.7 against 51.7 at 1024; k = 11 34.0 against 35.8 at 256 and 49.9
+    against 41.7 at 512; n = 64 pays for k = 11 from 4096 positions (at 2048: 31.4 against 28.4 ms
+    for n = 32)."""
     channels, k = conv.in_channels, conv.kernel_size[0]
+    positions = x.shape[0] * x.shape[-1]
     if compute_dtype(x) not in FULL_PRECISION or k < 7 or channels < (128 if k < 11 else 64):
         return 0
-    return 64 if k >= 11 and x.shape[-1] >= 1024 else 32
+    if positions < (512 if k >= 11 else 1024):
+        return 0
+    return 64 if k >= 11 and positions >= 4096 else 32
 
 
 class ResBlock1(_ResBlock):
