@@ -262,6 +262,8 @@ def test_a_run_whose_clips_all_fail_to_load_stops_with_a_message(tmp_path, caplo
     with pytest.raises(InputError, match="no batch of epoch 0 could be loaded: every training clip was skipped"):
         trainer.fit()
     assert "gone0.wav: no such file" in caplog.text and trainer.state.step == 1
+    assert "step 1: no clip of its batch could be loaded; nothing trained" in caplog.text
+    assert trainer.state.skipped_total == 1  # logged as skipped_steps
     many = [Example(tmp_path / f"gone{i}.wav") for i in range(40)]  # the run ends inside the first epoch
     trainer = Trainer(MODEL, dataclasses.replace(BASE, max_steps=2), tmp_path / "run2", many, progress=False)
     with pytest.raises(InputError, match="none of the 2 steps' batches could be loaded"):

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import logging
 import time
 import warnings
 from pathlib import Path
@@ -34,6 +35,7 @@ from ..mel import MelSpectrogram
 from .distributed import DistInfo, barrier, mean_across
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(HifiganError, RuntimeError):
@@ -105,7 +107,7 @@ class RunState:
     epoch: int = 0
     batch_in_epoch: int = 0  # optimiser steps done in the current epoch (for exact resume)
     bad_steps: int = 0       # consecutive steps skipped for a non-finite loss
-    skipped_total: int = 0
+    skipped_total: int = 0   # steps that trained nothing: a non-finite loss or no loadable clip
 
 
 class Trainer:
@@ -347,22 +349,29 @@ class Trainer:
         """One optimiser step on `group`; False when a micro-batch had no loadable clip (the step is
         counted, so that processes and resumed runs stay in step, but nothing is trained)."""
         started = time.perf_counter()
-        loaded = torch.tensor(float(all(batch is not None for batch in group)), device=self.device)
+        flag = torch.tensor(float(all(batch is not None for batch in group)), device=self.device)
         if self.dist.enabled:  # every process skips together, or DDP would wait forever
-            torch.distributed.all_reduce(loaded, op=torch.distributed.ReduceOp.MIN)
-        metrics = self.train_step(group) if loaded.item() else None
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+        loaded = bool(flag.item())
+        metrics = self.train_step(group) if loaded else None
         self.state.step += 1
         self.state.batch_in_epoch += 1
+        if not loaded:
+            self.state.skipped_total += 1
+            if self.dist.is_main:
+                log.warning("step %d: no clip of its batch could be loaded; nothing trained", self.state.step)
         if metrics is not None:
             frames = sum(len(b["audio"]) for b in group) * self.train.segment_size // self.model.mel.hop_length
             elapsed = time.perf_counter() - started
             self._log(metrics, frames * self.dist.world_size / elapsed, elapsed, bar)
+        elif bar is not None:  # a skipped step still moves the bar
+            bar.update(1)
         if self.valid_set.examples and self.state.step % self.train.validation_interval == 0:
             self.validate()
         if self.state.step % self.train.checkpoint_interval == 0:
             self.save()
-        self.loaded_steps += bool(loaded.item())
-        return bool(loaded.item())
+        self.loaded_steps += loaded
+        return loaded
 
     # ---- logs --------------------------------------------------------------------------------
     def _progress_bar(self):
