@@ -68,6 +68,12 @@ def test_audio_only_crops_start_at_any_sample_as_in_the_reference(tmp_path):
     assert len(set(starts)) == 20 and any(start % HOP for start in starts)
     data.set_epoch(0)
     assert np.array_equal(data[0]["audio"].numpy(), dataset([Example(tmp_path / "r.wav")])[0]["audio"].numpy())
+    # An (epoch, index) key crops as set_epoch(epoch) does, whatever epoch the dataset is set to.
+    data.set_epoch(7)
+    by_epoch = data[0]["audio"].numpy()
+    data.set_epoch(0)
+    assert np.array_equal(data[(7, 0)]["audio"].numpy(), by_epoch)
+    assert not np.array_equal(data[(0, 0)]["audio"].numpy(), by_epoch)
 
 
 def test_mismatched_pair_is_rejected_with_its_name(tmp_path, caplog):

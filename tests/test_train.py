@@ -13,14 +13,14 @@ import torch
 from conftest import LJ_V2, LJ_WAVS, needs_shared
 from hifigan import formats
 from hifigan.checkpoint import Checkpoint, TrainingState
-from hifigan.cli import main
+from hifigan.cli import _report_stop, main
 from hifigan.config import V1, MelConfig, ModelConfig, TrainConfig
 from hifigan.data import Example, audio_files, collate
 from hifigan.device import cpu_bf16_supported
 from hifigan.errors import CheckpointError, InputError
 from hifigan.formats.common import to_legacy_norm
 from hifigan.train.run import export_generator, read_training_checkpoint, train
-from hifigan.train.trainer import Trainer, TrainingDiverged
+from hifigan.train.trainer import RunState, Trainer, TrainingDiverged
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from reference_training import ReferenceStep  # noqa: E402  (the original train.py's step)
@@ -256,6 +256,25 @@ def test_the_last_step_is_logged_between_intervals(clips, tmp_path):
     assert [r["step"] for r in records if "loss_g" in r] == [2, 3]
 
 
+def test_persistent_loader_workers_crop_each_epoch_as_the_main_process_does(clips, tmp_path):
+    """The loader's workers live for the whole run (forked once), so they never see set_epoch: each
+    key carries its epoch. Their batches equal those loaded in the main process, epoch after epoch."""
+    def epochs(workers):
+        trainer = Trainer(MODEL, dataclasses.replace(BASE, num_workers=workers), tmp_path / f"w{workers}", clips,
+                          progress=False)
+        audio = []
+        for epoch in range(3):
+            trainer.state.epoch = epoch
+            audio += [batch["audio"] for batch in trainer._epoch_batches()]
+        return audio, trainer._train_loader
+
+    in_main, _ = epochs(0)
+    in_workers, loader = epochs(2)
+    assert loader.persistent_workers and len(in_main) == len(in_workers) == 6
+    assert all(torch.equal(a, b) for a, b in zip(in_main, in_workers))
+    assert not torch.equal(in_main[0], in_main[2])  # epochs crop differently
+
+
 def test_a_run_whose_clips_all_fail_to_load_stops_with_a_message(tmp_path, caplog):
     missing = [Example(tmp_path / f"gone{i}.wav") for i in range(4)]
     trainer = Trainer(MODEL, dataclasses.replace(BASE, max_steps=5), tmp_path / "run", missing, progress=False)
@@ -270,13 +289,18 @@ def test_a_run_whose_clips_all_fail_to_load_stops_with_a_message(tmp_path, caplo
         trainer.fit()
 
 
-def test_cli_train_and_refusals(clips, tmp_path, capsys):
+def test_cli_train_and_refusals(clips, tmp_path, capsys, monkeypatch):
     (tmp_path / "model.json").write_text(json.dumps(MODEL.to_dict()))
     (tmp_path / "train.json").write_text(json.dumps({**dataclasses.asdict(BASE), "max_steps": 1}))
     data = str(clips[0].audio.parent)
     args = ["train", "--data", data, "--run-dir", str(tmp_path / "cli"), "--config", str(tmp_path / "model.json"),
             "--train-config", str(tmp_path / "train.json")]
     assert main(args) == 0
+    assert f"stopped at step 1, epoch 1; checkpoints in {tmp_path / 'cli'}/checkpoints" in capsys.readouterr().out
+    monkeypatch.setenv("RANK", "1")  # under torchrun only rank 0 says it
+    assert _report_stop(RunState(step=1), "x") == 0
+    assert capsys.readouterr().out == ""
+    monkeypatch.delenv("RANK")
     assert main(["export-generator", str(tmp_path / "cli"), "-o", str(tmp_path / "g.pt")]) == 0
     (tmp_path / "bad.json").write_text(json.dumps({**MODEL.to_dict(), "mel": {**MODEL.to_dict()["mel"], "hop_length": 300}}))
     capsys.readouterr()

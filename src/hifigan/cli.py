@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import signal
 import sys
 import warnings
@@ -172,6 +173,13 @@ def _training_inputs(args: argparse.Namespace, mels: str | None = None):
     return model, train_config, overrides, [Example(f) for f in train_files], [Example(f) for f in valid_files]
 
 
+def _report_stop(state, run_dir: str) -> int:
+    """Where a run stopped, said once (by rank 0 under torchrun)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"stopped at step {state.step}, epoch {state.epoch}; checkpoints in {run_dir}/checkpoints")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .train.run import train
 
@@ -179,8 +187,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     resume = args.run_dir if args.resume == "" else args.resume
     state = train(model, train_config, args.run_dir, train_set, valid_set, device=args.device, resume=resume,
                   overrides=overrides, tune_malloc=not args.system_malloc)
-    print(f"stopped at step {state.step}, epoch {state.epoch}; checkpoints in {args.run_dir}/checkpoints")
-    return 0
+    return _report_stop(state, args.run_dir)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -190,8 +197,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     state = train(model, train_config, args.run_dir, train_set, valid_set, device=args.device, init=args.init,
                   keep_optimizers=args.keep_optimizer, lr_scale=args.lr_scale, overrides=overrides,
                   mel_framing=args.mel_framing, tune_malloc=not args.system_malloc)
-    print(f"stopped at step {state.step}; checkpoints in {args.run_dir}/checkpoints")
-    return 0
+    return _report_stop(state, args.run_dir)
 
 
 def cmd_export_generator(args: argparse.Namespace) -> int:

@@ -107,12 +107,15 @@ class SegmentDataset(Dataset):
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, index: int) -> dict | None:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
+        """key: an index, or (epoch, index). The epoch seeds the crop: the trainer passes pairs, as its
+        loader's persistent workers hold their own copy of the dataset and never see set_epoch."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         example = self.examples[index]
         try:
             audio, mel = self._load(example)
             if self.training:
-                rng = np.random.default_rng((self.seed, self.epoch, index))
+                rng = np.random.default_rng((self.seed, epoch, index))
                 audio, mel = self._crop(audio, mel, rng)
         except HifiganError as err:
             log.warning("skipped %s", err if str(example.audio) in str(err) else f"{example.audio}: {err}")
