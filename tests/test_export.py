@@ -1,4 +1,6 @@
 import dataclasses
+import subprocess
+import sys
 
 import onnx
 import pytest
@@ -95,3 +97,28 @@ def test_onnxruntime_backend_refuses_other_precisions(tmp_path):
         Vocoder.from_pretrained(tmp_path / "m.pt", backend="onnxruntime", precision="bf16")
     with pytest.raises(InputError, match="unknown backend 'tensorrt'"):
         Vocoder.from_pretrained(tmp_path / "m.pt", backend="tensorrt")
+
+
+OUT_OF_ORDER_FREES = """
+import dataclasses, gc, os, signal
+import numpy as np
+from hifigan.checkpoint import build_generator
+from hifigan.config import V3, MelConfig, ModelConfig
+from hifigan.export import OpenVinoGenerator, onnx_bytes
+config = ModelConfig(mel=MelConfig(), generator=dataclasses.replace(V3, upsample_initial_channel=8))
+model = onnx_bytes(build_generator(config, weight_norm=False).eval(), config)
+first, second = OpenVinoGenerator(model, threads=1), OpenVinoGenerator(model, threads=1)
+print(first.run(np.zeros((1, 80, 4), np.float32)).shape)
+del first; gc.collect(); del second; gc.collect()
+signal.signal(signal.SIGUSR1, lambda *_: print("handled"))
+os.kill(os.getpid(), signal.SIGUSR1)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sigaltstack bookkeeping is Linux-only")
+def test_openvino_models_freed_out_of_order_leave_signals_working():
+    """OpenVINO's compiled models restore the alternate signal stack they found when freed; freed out
+    of order they left a dangling one, and the next Python signal handler crashed the process."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    result = subprocess.run([sys.executable, "-c", OUT_OF_ORDER_FREES], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.split() == ["(1,", "1,", "1024)", "handled"], result

@@ -7,11 +7,16 @@ model is run on a test mel and compared with PyTorch (max difference <= 1e-4).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 import io
 import json
+import platform
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -171,6 +176,31 @@ class OnnxRuntimeGenerator(_RuntimeGenerator):
         return self.session.run(None, {"mel": mel})[0]
 
 
+class _SignalStack(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def _own_signal_stack() -> Iterator[None]:
+    """Keep the calling thread's alternate signal stack (sigaltstack) across the block (Linux).
+
+    Each OpenVINO compiled model (2025-2026 releases) installs its own alternate signal stack on
+    the thread that compiles it and, when freed, puts back the one it found. Freed out of order
+    (A, B built, A freed, then B), the thread is left pointing at A's unmapped stack, and the next
+    signal Python handles on it (Ctrl-C, SIGTERM, a DataLoader worker's SIGCHLD) crashes the
+    process. With the thread's own stack kept, every model finds and restores that one."""
+    if platform.system() != "Linux":
+        yield
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    before = _SignalStack()
+    libc.sigaltstack(None, ctypes.byref(before))
+    try:
+        yield
+    finally:
+        libc.sigaltstack(ctypes.byref(before), None)
+
+
 class OpenVinoGenerator(_RuntimeGenerator):
     """OpenVINO on the CPU; `precision` "fp32" pins f32 math (OpenVINO would pick bf16 on AMX CPUs)."""
 
@@ -185,7 +215,8 @@ class OpenVinoGenerator(_RuntimeGenerator):
         settings = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
         if threads:
             settings["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = core.compile_model(core.read_model(model=source), "CPU", settings)
+        with _own_signal_stack():
+            self.compiled = core.compile_model(core.read_model(model=source), "CPU", settings)
 
     def run(self, mel: np.ndarray) -> np.ndarray:
         return self.compiled({"mel": mel})["audio"]
