@@ -1,6 +1,8 @@
 import copy
 import dataclasses
 import json
+import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -19,7 +21,7 @@ from hifigan.data import Example, audio_files, collate
 from hifigan.device import cpu_bf16_supported
 from hifigan.errors import CheckpointError, InputError
 from hifigan.formats.common import to_legacy_norm
-from hifigan.train.run import export_generator, read_training_checkpoint, train
+from hifigan.train.run import TrainingInterrupted, export_generator, read_training_checkpoint, train
 from hifigan.train.trainer import RunState, Trainer, TrainingDiverged
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -112,6 +114,29 @@ def test_interrupted_and_resumed_equals_uninterrupted(clips, tmp_path, stop):
     (a, obj_a), (b, obj_b) = weights(straight), weights(resumed)
     assert_same(a, b)
     assert obj_a["state"] == obj_b["state"] and obj_a["optim_g"]["state"].keys() == obj_b["optim_g"]["state"].keys()
+
+
+def test_a_signal_stops_after_the_step_and_the_run_resumes_exactly(clips, tmp_path, monkeypatch):
+    """SIGTERM arrives during step 2 (of 3): the step finishes, a checkpoint is written there, the
+    run raises TrainingInterrupted, and --resume reaches the uninterrupted weights."""
+    straight = run(tmp_path, "straight", clips, max_steps=3)
+    step = Trainer.train_step
+
+    def train_step(trainer, batches):
+        if trainer.state.step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled between bytecodes: mid-step
+        return step(trainer, batches)
+
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted, match="SIGTERM: stopped after step 2 with a checkpoint in") as stop:
+        train(MODEL, dataclasses.replace(BASE, max_steps=3), tmp_path / "stopped", clips, progress=False,
+              stop_on_signals=True)
+    assert stop.value.signum == signal.SIGTERM and signal.getsignal(signal.SIGTERM) is before
+    assert read_training_checkpoint(tmp_path / "stopped")["state"]["step"] == 2
+    monkeypatch.setattr(Trainer, "train_step", step)
+    resumed = run(tmp_path, "stopped", clips, resume=tmp_path / "stopped", max_steps=3)
+    assert_same(weights(straight)[0], weights(resumed)[0])
 
 
 def test_resume_from_an_original_authors_pair(clips, tmp_path):

@@ -186,7 +186,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model, train_config, overrides, train_set, valid_set = _training_inputs(args)
     resume = args.run_dir if args.resume == "" else args.resume
     state = train(model, train_config, args.run_dir, train_set, valid_set, device=args.device, resume=resume,
-                  overrides=overrides, tune_malloc=not args.system_malloc)
+                  overrides=overrides, tune_malloc=not args.system_malloc, stop_on_signals=True)
     return _report_stop(state, args.run_dir)
 
 
@@ -196,7 +196,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     model, train_config, overrides, train_set, valid_set = _training_inputs(args, mels=args.mels)
     state = train(model, train_config, args.run_dir, train_set, valid_set, device=args.device, init=args.init,
                   keep_optimizers=args.keep_optimizer, lr_scale=args.lr_scale, overrides=overrides,
-                  mel_framing=args.mel_framing, tune_malloc=not args.system_malloc)
+                  mel_framing=args.mel_framing, tune_malloc=not args.system_malloc, stop_on_signals=True)
     return _report_stop(state, args.run_dir)
 
 
@@ -366,9 +366,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HifiganError as err:
         print(f"hifigan: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("hifigan: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        signum = getattr(stop, "signum", signal.SIGINT)  # TrainingInterrupted says which and where
+        print(f"hifigan: {stop}" if str(stop) else "hifigan: interrupted", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..checkpoint import Checkpoint, NATIVE_FORMAT, read_native, safe_load, weight_normed_state, write_native
 from ..config import ModelConfig, TrainConfig
@@ -12,6 +15,51 @@ from ..errors import CheckpointError
 from ..hostmemory import keep_freed_memory
 from .distributed import init_from_env, shutdown
 from .trainer import RunState, Trainer
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """A signal stopped the run after a whole step, with a checkpoint there: `--resume` continues exactly."""
+
+    def __init__(self, signum: int, step: int, run_dir: Path) -> None:
+        super().__init__(f"{signal.Signals(signum).name}: stopped after step {step} with a checkpoint in "
+                         f"{run_dir / 'checkpoints'}; continue with --resume")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals(trainer: Trainer) -> Iterator[list[int]]:
+    """SIGINT and SIGTERM (Ctrl-C, a scheduler's preemption, torchrun's shutdown) ask `trainer` to stop
+    after its current step; a second SIGINT interrupts at once. Yields the signals received."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread only
+        yield received
+        return
+
+    def handler(signum, _frame) -> None:
+        if signum == signal.SIGINT and received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        trainer.request_stop()
+
+    previous = {stop_signal: signal.signal(stop_signal, handler) for stop_signal in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for stop_signal, old in previous.items():
+            signal.signal(stop_signal, old)
+
+
+def _fit(trainer: Trainer, stop_on_signals: bool) -> RunState:
+    if not stop_on_signals:
+        return trainer.fit()
+    with _stop_on_signals(trainer) as received:
+        state = trainer.fit()
+    if trainer.stopped_on_request:  # under DDP a rank may stop for another rank's signal
+        raise TrainingInterrupted(received[0] if received else signal.SIGTERM, state.step, trainer.run_dir)
+    return state
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -50,7 +98,7 @@ def train(model: ModelConfig, train_config: TrainConfig, run_dir: str | Path, tr
           valid_examples: Sequence[Example] = (), *, device: str = "cpu", resume: str | Path | None = None,
           init: str | Path | None = None, keep_optimizers: bool = False, lr_scale: float = 1.0,
           overrides: dict | None = None, mel_framing: str = "reference", progress: bool = True,
-          tune_malloc: bool = True) -> RunState:
+          tune_malloc: bool = True, stop_on_signals: bool = False) -> RunState:
     """Train (or fine-tune, with `init`) and return the final state; works under torchrun.
 
     resume: a run folder or native training checkpoint (continues exactly: its configs win, except
@@ -58,6 +106,8 @@ def train(model: ModelConfig, train_config: TrainConfig, run_dir: str | Path, tr
     init: a pretrained generator (any format or registered name) to start from; its discriminators and
     (with keep_optimizers, scaled by lr_scale) optimiser states come along when the checkpoint has them.
     tune_malloc: on CPU, keep freed memory for reuse (hostmemory.keep_freed_memory); process-wide.
+    stop_on_signals: SIGINT / SIGTERM stop the run after the current step, with a checkpoint, and raise
+    TrainingInterrupted (a second SIGINT interrupts at once); main thread only.
     """
     dist, chosen = init_from_env(device)
     try:
@@ -77,7 +127,7 @@ def train(model: ModelConfig, train_config: TrainConfig, run_dir: str | Path, tr
         elif foreign is not None:
             trainer.load_pair(foreign.training, weight_normed_state(foreign.generator),
                               keep_optimizers=keep_optimizers or resume is not None, lr_scale=lr_scale)
-        return trainer.fit()
+        return _fit(trainer, stop_on_signals)
     finally:
         shutdown(dist)
 

@@ -14,6 +14,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -111,6 +112,14 @@ class _EpochKeys(Sampler):
         return len(self.keys)
 
 
+def _leave_signals_to_parent(_worker_id: int) -> None:
+    """Loader workers ignore SIGINT and SIGTERM, which a terminal's Ctrl-C and schedulers (SLURM) send
+    to the whole process group: a worker killed mid-step made torch raise in the trainer's step. The
+    trainer stops after its step and shuts its workers down (they also exit if it dies)."""
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.SIG_IGN)
+
+
 def _nothing_loaded(what: str) -> InputError:
     return InputError(f"{what} could be loaded: every training clip was skipped (see the messages above)")
 
@@ -159,6 +168,8 @@ class Trainer:
         self.valid_set = SegmentDataset(valid_examples, training=False, **data)
         self.state = RunState()
         self.loaded_steps = 0  # steps whose batches loaded (in this process's lifetime)
+        self.stop_requested = False  # set by request_stop (a signal handler): stop after the current step
+        self.stopped_on_request = False
         self._keys, self._train_loader = _EpochKeys(), None
         self._writer = None
 
@@ -329,13 +340,24 @@ class Trainer:
             workers = self.train.num_workers
             self._train_loader = DataLoader(self.train_set, batch_size=self.micro_batch, sampler=self._keys,
                                             drop_last=True, collate_fn=collate, num_workers=workers,
-                                            persistent_workers=workers > 0)
+                                            persistent_workers=workers > 0, worker_init_fn=_leave_signals_to_parent)
         return self._train_loader
 
     def _done(self) -> bool:
         t = self.train
-        return (t.max_steps is not None and self.state.step >= t.max_steps) or (
+        return self.stopped_on_request or (t.max_steps is not None and self.state.step >= t.max_steps) or (
             t.max_epochs is not None and self.state.epoch >= t.max_epochs)
+
+    def request_stop(self) -> None:
+        """Stop after the current optimiser step, with a checkpoint (safe to call from a signal handler)."""
+        self.stop_requested = True
+
+    def _agree_on_stop(self) -> None:
+        """Whether any process was asked to stop: all stop after the same step (one all-reduce)."""
+        flag = torch.tensor(float(self.stop_requested), device=self.device)
+        if self.dist.enabled:
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        self.stopped_on_request = bool(flag.item())
 
     def fit(self) -> RunState:
         """Train until max_steps or max_epochs; checkpoints, validation and logs on the way."""
@@ -344,6 +366,7 @@ class Trainer:
         if len(self.train_set) < self.train.batch_size:
             raise ConfigError(f"{len(self.train_set)} training file(s), fewer than one batch ({self.train.batch_size}): "
                               "add files or lower the batch size")
+        self.stop_requested = self.stopped_on_request = False
         bar, first_step, first_loaded = self._progress_bar(), self.state.step, self.loaded_steps
         try:
             while not self._done():
@@ -383,6 +406,7 @@ class Trainer:
         metrics = self.train_step(group) if loaded else None
         self.state.step += 1
         self.state.batch_in_epoch += 1
+        self._agree_on_stop()  # before logging: a stop makes this step the run's last
         if not loaded:
             self.state.skipped_total += 1
             if self.dist.is_main:
