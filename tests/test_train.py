@@ -326,6 +326,10 @@ def test_cli_train_and_refusals(clips, tmp_path, capsys, monkeypatch):
     assert _report_stop(RunState(step=1), "x") == 0
     assert capsys.readouterr().out == ""
     monkeypatch.delenv("RANK")
+    auto = [*args[:3], "--run-dir", str(tmp_path / "auto"), *args[5:], "--resume"]  # a job that restarts itself
+    assert main(auto) == 0 and "no checkpoint in" in capsys.readouterr().err
+    assert main([*auto, "--max-steps", "2"]) == 0 and "no checkpoint" not in capsys.readouterr().err
+    assert read_training_checkpoint(tmp_path / "auto")["state"]["step"] == 2
     assert main(["export-generator", str(tmp_path / "cli"), "-o", str(tmp_path / "g.pt")]) == 0
     (tmp_path / "bad.json").write_text(json.dumps({**MODEL.to_dict(), "mel": {**MODEL.to_dict()["mel"], "hop_length": 300}}))
     capsys.readouterr()

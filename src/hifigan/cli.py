@@ -181,10 +181,14 @@ def _report_stop(state, run_dir: str) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train.run import train
+    from .train.run import latest_checkpoint, train
 
     model, train_config, overrides, train_set, valid_set = _training_inputs(args)
-    resume = args.run_dir if args.resume == "" else args.resume
+    resume = args.resume
+    if resume == "":  # bare --resume: this run's folder, once it has a checkpoint (a job that restarts itself)
+        resume = args.run_dir if latest_checkpoint(args.run_dir) else None
+        if resume is None:
+            print(f"hifigan: no checkpoint in {args.run_dir}/checkpoints yet: starting the run", file=sys.stderr)
     state = train(model, train_config, args.run_dir, train_set, valid_set, device=args.device, resume=resume,
                   overrides=overrides, tune_malloc=not args.system_malloc, stop_on_signals=True)
     return _report_stop(state, args.run_dir)
@@ -297,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train HiFi-GAN (single process, or under torchrun)")
     _add_train_options(train)
     train.add_argument("--resume", nargs="?", const="", default=None,
-                       help="continue a run: its folder/checkpoint (default: --run-dir), or an original g_ / DLE gen file")
+                       help="continue a run: its folder/checkpoint, or an original g_ / DLE gen file; bare "
+                            "--resume continues --run-dir, or starts it when it has no checkpoint yet")
     train.set_defaults(run=cmd_train)
 
     finetune = commands.add_parser("finetune", help="fine-tune a pretrained generator on acoustic-model mels")
