@@ -337,14 +337,40 @@ def test_cli_train_and_refusals(clips, tmp_path, capsys, monkeypatch):
     assert "multiply to 256, but the mel hop length is 300" in capsys.readouterr().err
     assert main([*args, "--batch-size", "3", "--grad-accum", "2"]) == 2
     assert "not divisible" in capsys.readouterr().err
-    assert main([*args, "--batch-size", "16"]) == 2
+    assert main(args) == 2  # a new run in the folder of another
+    assert "cli already holds a run (latest checkpoint train_00000001.pt): pass --resume" in capsys.readouterr().err
+    fresh = [*args[:3], "--run-dir", str(tmp_path / "fresh"), *args[5:]]
+    assert main([*fresh, "--batch-size", "16"]) == 2
     assert "training file(s), fewer than one batch (16): add files or lower the batch size" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main([*args[:2], str(tmp_path / "empty"), *args[3:]]) == 2
+    assert main([*fresh[:2], str(tmp_path / "empty"), *fresh[3:]]) == 2
     assert "empty: no audio files (.wav, .flac, .ogg) in this folder or below" in capsys.readouterr().err
     (tmp_path / "endless.json").write_text(json.dumps(dataclasses.asdict(BASE)))
-    assert main([*args[:7], "--train-config", str(tmp_path / "endless.json")]) == 2
+    assert main([*fresh[:7], "--train-config", str(tmp_path / "endless.json")]) == 2
     assert "set max_steps or max_epochs (--max-steps / --max-epochs)" in capsys.readouterr().err
+
+
+def test_an_interrupted_finetune_resumes_on_its_mels(clips, tmp_path, caplog):
+    """`finetune --resume` continues the fine-tuning run exactly: same mel pairs, same state."""
+    from hifigan.checkpoint import build_generator, save_release
+
+    save_release(build_generator(MODEL, weight_norm=True), MODEL, tmp_path / "init.pt")
+    (tmp_path / "mels").mkdir()
+    rng = np.random.default_rng(0)
+    for clip in clips:
+        frames = soundfile.info(str(clip.audio)).frames // 256
+        np.save(tmp_path / "mels" / f"{clip.audio.stem}.npy", rng.normal(-5, 2, (80, frames)).astype(np.float32))
+    (tmp_path / "tc.json").write_text(json.dumps({**dataclasses.asdict(BASE), "max_steps": 2}))
+    common = ["finetune", "--init", str(tmp_path / "init.pt"), "--mels", str(tmp_path / "mels"),
+              "--data", str(clips[0].audio.parent), "--train-config", str(tmp_path / "tc.json")]
+    assert main([*common, "--run-dir", str(tmp_path / "straight")]) == 0
+    assert main([*common, "--run-dir", str(tmp_path / "cut"), "--max-steps", "1"]) == 0
+    assert main([*common, "--run-dir", str(tmp_path / "cut"), "--resume"]) == 0  # its max_steps is 1
+    assert "the run is already at its end (step 1, epoch 1; max_steps 1" in caplog.text
+    assert main([*common, "--run-dir", str(tmp_path / "cut"), "--resume", "--max-steps", "2"]) == 0
+    (a, obj_a), (b, obj_b) = weights(tmp_path / "straight"), weights(tmp_path / "cut")
+    assert_same(a, b)
+    assert obj_a["state"] == obj_b["state"] and obj_b["state"]["step"] == 2
 
 
 @needs_shared(LJ_V2)

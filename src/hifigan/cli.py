@@ -131,7 +131,10 @@ TRAIN_OPTIONS = {  # flag -> (TrainConfig field, type)
 }
 
 
-def _add_train_options(parser: argparse.ArgumentParser) -> None:
+def _add_train_options(parser: argparse.ArgumentParser, resume: str) -> None:
+    """The options `train` and `finetune` share; `resume` describes what --resume PATH continues."""
+    parser.add_argument("--resume", nargs="?", const="", default=None,
+                        help=f"{resume}; bare --resume continues --run-dir, or starts it when it has no checkpoint yet")
     data = parser.add_argument_group("data")
     data.add_argument("--data", required=True, help="audio folder, or a dataset root for --train-list/--valid-list")
     data.add_argument("--train-list", help="filelist of training clips (`path_or_id|...`), relative to --data")
@@ -181,17 +184,26 @@ def _report_stop(state, run_dir: str) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train.run import latest_checkpoint, train
+    from .train.run import train
 
     model, train_config, overrides, train_set, valid_set = _training_inputs(args)
-    resume = args.resume
-    if resume == "":  # bare --resume: this run's folder, once it has a checkpoint (a job that restarts itself)
-        resume = args.run_dir if latest_checkpoint(args.run_dir) else None
-        if resume is None:
-            print(f"hifigan: no checkpoint in {args.run_dir}/checkpoints yet: starting the run", file=sys.stderr)
-    state = train(model, train_config, args.run_dir, train_set, valid_set, device=args.device, resume=resume,
-                  overrides=overrides, tune_malloc=not args.system_malloc, stop_on_signals=True)
+    state = train(model, train_config, args.run_dir, train_set, valid_set, device=args.device,
+                  resume=_resume_source(args), overrides=overrides, tune_malloc=not args.system_malloc,
+                  stop_on_signals=True)
     return _report_stop(state, args.run_dir)
+
+
+def _resume_source(args: argparse.Namespace) -> str | None:
+    """--resume PATH as given; a bare --resume means --run-dir once it has a checkpoint, else a new run
+    (a job script that restarts itself can always pass it)."""
+    from .train.run import latest_checkpoint
+
+    if args.resume != "":
+        return args.resume
+    if latest_checkpoint(args.run_dir):
+        return args.run_dir
+    print(f"hifigan: no checkpoint in {args.run_dir}/checkpoints yet: starting the run", file=sys.stderr)
+    return None
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -199,8 +211,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     model, train_config, overrides, train_set, valid_set = _training_inputs(args, mels=args.mels)
     state = train(model, train_config, args.run_dir, train_set, valid_set, device=args.device, init=args.init,
-                  keep_optimizers=args.keep_optimizer, lr_scale=args.lr_scale, overrides=overrides,
-                  mel_framing=args.mel_framing, tune_malloc=not args.system_malloc, stop_on_signals=True)
+                  resume=_resume_source(args), keep_optimizers=args.keep_optimizer, lr_scale=args.lr_scale,
+                  overrides=overrides, mel_framing=args.mel_framing, tune_malloc=not args.system_malloc,
+                  stop_on_signals=True)
     return _report_stop(state, args.run_dir)
 
 
@@ -299,10 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=cmd_eval)
 
     train = commands.add_parser("train", help="train HiFi-GAN (single process, or under torchrun)")
-    _add_train_options(train)
-    train.add_argument("--resume", nargs="?", const="", default=None,
-                       help="continue a run: its folder/checkpoint, or an original g_ / DLE gen file; bare "
-                            "--resume continues --run-dir, or starts it when it has no checkpoint yet")
+    _add_train_options(train, resume="continue a run: its folder/checkpoint, or an original g_ / DLE gen file")
     train.set_defaults(run=cmd_train)
 
     finetune = commands.add_parser("finetune", help="fine-tune a pretrained generator on acoustic-model mels")
@@ -313,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--keep-optimizer", action="store_true",
                           help="continue the checkpoint's optimiser states (when it has them) instead of fresh ones")
     finetune.add_argument("--lr-scale", type=float, default=1.0, help="with --keep-optimizer: scale its learning rate")
-    _add_train_options(finetune)
+    _add_train_options(finetune, resume="continue this fine-tuning run: its folder or checkpoint (--init is then ignored)")
     finetune.set_defaults(run=cmd_finetune)
 
     export_gen = commands.add_parser("export-generator", help="a run's generator -> release file for Vocoder")

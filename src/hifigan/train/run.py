@@ -11,7 +11,7 @@ from typing import Any, Iterator, Sequence
 from ..checkpoint import Checkpoint, NATIVE_FORMAT, read_native, safe_load, weight_normed_state, write_native
 from ..config import ModelConfig, TrainConfig
 from ..data import Example
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..hostmemory import keep_freed_memory
 from .distributed import init_from_env, shutdown
 from .trainer import RunState, Trainer
@@ -79,6 +79,14 @@ def _load_if_training(path: Path) -> dict[str, Any] | None:
     return obj if is_training else None
 
 
+def _refuse_to_overwrite(run_dir: Path) -> None:
+    """A new run would overwrite another run's checkpoints and append to its logs."""
+    latest = latest_checkpoint(run_dir)
+    if latest is not None:
+        raise ConfigError(f"{run_dir} already holds a run (latest checkpoint {latest.name}): pass --resume to "
+                          "continue it, or choose another --run-dir")
+
+
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     """A native training checkpoint (a run folder means its latest one)."""
     obj = _load_if_training(Path(path))
@@ -122,6 +130,8 @@ def train(model: ModelConfig, train_config: TrainConfig, run_dir: str | Path, tr
             model = foreign.config
         trainer = Trainer(model, train_config, run_dir, train_examples, valid_examples, device=chosen, dist=dist,
                           mel_framing=mel_framing, progress=progress)
+        if resume is None:
+            _refuse_to_overwrite(Path(run_dir))
         if native is not None:
             trainer.load(native)
         elif foreign is not None:

@@ -367,6 +367,10 @@ class Trainer:
             raise ConfigError(f"{len(self.train_set)} training file(s), fewer than one batch ({self.train.batch_size}): "
                               "add files or lower the batch size")
         self.stop_requested = self.stopped_on_request = False
+        if self._done() and self.dist.is_main:  # a resumed run keeps its max_steps / max_epochs
+            log.warning("the run is already at its end (step %d, epoch %d; max_steps %s, max_epochs %s): pass "
+                        "--max-steps or --max-epochs to go further", self.state.step, self.state.epoch,
+                        self.train.max_steps, self.train.max_epochs)
         bar, first_step, first_loaded = self._progress_bar(), self.state.step, self.loaded_steps
         try:
             while not self._done():
