@@ -3,7 +3,8 @@ import json
 import pytest
 
 from conftest import SHARED, needs_shared
-from hifigan.config import GeneratorConfig, MelConfig, ModelConfig, V1, V2, V3, from_original_json, load_json_config, preset
+from hifigan.config import (GeneratorConfig, MelConfig, ModelConfig, V1, V2, V3, from_original_json, load_json_config, preset,
+                            to_original_json, train_settings_from_json)
 from hifigan.errors import ConfigError
 
 
@@ -44,3 +45,14 @@ def test_original_authors_configs(name, expected):
 def test_original_json_missing_key():
     with pytest.raises(ConfigError, match="the config has no 'n_fft' entry"):
         from_original_json({"sampling_rate": 22050})
+
+
+def test_training_settings_of_a_config_file(tmp_path):
+    original = {**to_original_json(ModelConfig()), "batch_size": 32, "fmax_for_loss": 11025.0}
+    (tmp_path / "original.json").write_text(json.dumps(original))
+    (tmp_path / "ours.json").write_text(json.dumps(ModelConfig().to_dict()))
+    with pytest.warns(UserWarning, match="fmax_for_loss 11025.0 is not used: the loss mel is full band"):
+        settings = train_settings_from_json(tmp_path / "original.json")
+    assert settings == {"batch_size": 32, "segment_size": 8192, "learning_rate": 0.0002, "adam_b1": 0.8,
+                        "adam_b2": 0.99, "lr_decay": 0.999, "seed": 1234, "num_workers": 4}
+    assert train_settings_from_json(tmp_path / "ours.json") == {}  # ours keep them in the training config

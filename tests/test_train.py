@@ -350,6 +350,24 @@ def test_cli_train_and_refusals(clips, tmp_path, capsys, monkeypatch):
     assert "set max_steps or max_epochs (--max-steps / --max-epochs)" in capsys.readouterr().err
 
 
+def test_the_original_config_json_brings_its_training_settings(clips, tmp_path):
+    """--config with the original authors' config.json: its batch size, segment, learning rate, betas,
+    decay, seed and workers set the run (below --train-config and the command line)."""
+    from hifigan.config import to_original_json
+
+    original = {**to_original_json(MODEL), "batch_size": 2, "segment_size": 1024, "learning_rate": 5e-4,
+                "adam_b1": 0.7, "adam_b2": 0.95, "lr_decay": 0.99, "seed": 7, "num_workers": 4}
+    (tmp_path / "config.json").write_text(json.dumps(original))
+    (tmp_path / "tc.json").write_text(json.dumps({**TINY_D, "max_steps": 1, "seed": 9}))
+    assert main(["train", "--data", str(clips[0].audio.parent), "--run-dir", str(tmp_path / "run"), "--config",
+                 str(tmp_path / "config.json"), "--train-config", str(tmp_path / "tc.json"), "--num-workers", "0"]) == 0
+    settings = read_training_checkpoint(tmp_path / "run")["train_config"]
+    assert {key: settings[key] for key in ("batch_size", "segment_size", "learning_rate", "adam_b1", "adam_b2",
+                                           "lr_decay", "seed", "num_workers")} == {
+        "batch_size": 2, "segment_size": 1024, "learning_rate": 5e-4, "adam_b1": 0.7, "adam_b2": 0.95,
+        "lr_decay": 0.99, "seed": 9, "num_workers": 0}
+
+
 def test_an_interrupted_finetune_resumes_on_its_mels(clips, tmp_path, caplog):
     """`finetune --resume` continues the fine-tuning run exactly: same mel pairs, same state."""
     from hifigan.checkpoint import build_generator, save_release

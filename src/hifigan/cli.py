@@ -158,11 +158,13 @@ def _training_inputs(args: argparse.Namespace, mels: str | None = None):
     import json as json_module
     from pathlib import Path
 
-    from .config import TrainConfig, load_json_config, model_preset
+    from .config import TrainConfig, load_json_config, model_preset, train_settings_from_json
     from .data import Example, audio_files, pair_with_mels, read_filelist, split_files
 
     model = load_json_config(args.config) if args.config else model_preset(args.preset)
-    base = json_module.loads(Path(args.train_config).read_text()) if args.train_config else {}
+    base = train_settings_from_json(args.config) if args.config else {}  # the original config.json's batch size, ...
+    if args.train_config:
+        base.update(json_module.loads(Path(args.train_config).read_text()))
     overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _) in TRAIN_OPTIONS.items()
                  if getattr(args, flag[2:].replace("-", "_")) is not None}
     train_config = TrainConfig.from_dict({**base, **overrides})

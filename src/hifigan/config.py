@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -158,17 +159,41 @@ def _as_lists(value: Any) -> Any:
     return [_as_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
-def load_json_config(path: str | Path) -> ModelConfig:
-    """Load a config.json in our format ({"mel", "generator"}) or the original authors' format."""
+# The training settings of the original authors' config.json, by their TrainConfig names (the same).
+ORIGINAL_TRAIN_KEYS = ("batch_size", "segment_size", "learning_rate", "adam_b1", "adam_b2", "lr_decay", "seed",
+                       "num_workers")
+
+
+def _read_json_object(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot read config {path}: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} is not a JSON object")
-    if "generator" in data and "mel" in data:
-        return ModelConfig.from_dict(data)
-    return from_original_json(data)
+    return data
+
+
+def _is_native(data: dict[str, Any]) -> bool:
+    return "generator" in data and "mel" in data
+
+
+def load_json_config(path: str | Path) -> ModelConfig:
+    """Load a config.json in our format ({"mel", "generator"}) or the original authors' format."""
+    data = _read_json_object(path)
+    return ModelConfig.from_dict(data) if _is_native(data) else from_original_json(data)
+
+
+def train_settings_from_json(path: str | Path) -> dict[str, Any]:
+    """The training settings an original authors' config.json holds (batch_size, learning_rate, ...) as
+    TrainConfig fields; none for our format, whose training settings live in the training config."""
+    data = _read_json_object(path)
+    if _is_native(data):
+        return {}
+    if data.get("fmax_for_loss") is not None:
+        warnings.warn(f"{path}: fmax_for_loss {data['fmax_for_loss']} is not used: the loss mel is full band, "
+                      "as in the published configs (fmax_for_loss null)", stacklevel=2)
+    return {key: data[key] for key in ORIGINAL_TRAIN_KEYS if key in data}
 
 
 @dataclasses.dataclass(frozen=True)
