@@ -83,6 +83,20 @@ def test_mismatched_pair_is_rejected_with_its_name(tmp_path, caplog):
     assert "b.npy: 50 mel frames but 86 frames of audio (b.wav)" in caplog.text
 
 
+def test_audio_without_mels(tmp_path, caplog):
+    files = [tmp_path / f"clip{i}.wav" for i in range(8)]
+    (tmp_path / "mels").mkdir()
+    np.save(tmp_path / "mels" / "clip0.npy", np.zeros((80, 10), np.float32))
+    assert [e.audio for e in pair_with_mels(files, tmp_path / "mels")] == files[:1]
+    assert "clip5.wav: no mel clip5.npy/.pt" in caplog.text and "clip6.wav" not in caplog.text
+    assert "... and 2 more audio files without a mel" in caplog.text  # 7 missing: 5 named, 2 counted
+    with pytest.raises(InputError, match=r"no mel matches any of the 7 audio files .* e\.g\. clip1\.npy"):
+        pair_with_mels(files[1:], tmp_path / "mels")
+    assert pair_with_mels(files[1:], tmp_path / "mels", required=False) == []
+    with pytest.raises(InputError, match="nope: no such mel folder"):
+        pair_with_mels(files, tmp_path / "nope")
+
+
 def test_pair_with_a_non_finite_mel_is_skipped(tmp_path, caplog):
     soundfile.write(str(tmp_path / "n.wav"), tone(1.0), 22050)
     mel = np.zeros((80, 86), np.float32)

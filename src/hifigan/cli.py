@@ -174,7 +174,8 @@ def _training_inputs(args: argparse.Namespace, mels: str | None = None):
     else:
         train_files, valid_files = split_files(audio_files(args.data), seed=train_config.seed)
     if mels:
-        return model, train_config, overrides, pair_with_mels(train_files, mels), pair_with_mels(valid_files, mels)
+        train_pairs = pair_with_mels(train_files, mels)
+        return model, train_config, overrides, train_pairs, pair_with_mels(valid_files, mels, required=False)
     return model, train_config, overrides, [Example(f) for f in train_files], [Example(f) for f in valid_files]
 
 

@@ -23,6 +23,7 @@ from .errors import HifiganError, InputError
 from .mel import SILENCE_LOG_MEL
 
 log = logging.getLogger(__name__)
+MISSING_NAMED = 5  # audio files without a mel named one by one; the rest are counted
 MEL_FRAMINGS = ("reference", "center")
 
 
@@ -70,15 +71,27 @@ def split_files(files: Sequence[Path], validation_fraction: float = 0.02, seed: 
     return sorted(shuffled[count:]), sorted(shuffled[:count])
 
 
-def pair_with_mels(files: Sequence[Path], mel_dir: str | Path) -> list[Example]:
-    """Examples whose `<stem>.npy`/`.pt` mel exists in mel_dir; missing mels are logged and skipped."""
-    mel_dir, examples = Path(mel_dir), []
+def pair_with_mels(files: Sequence[Path], mel_dir: str | Path, *, required: bool = True) -> list[Example]:
+    """Examples whose `<stem>.npy`/`.pt` mel exists in mel_dir; missing mels are logged (the first few by
+    name, then a count) and skipped. With `required`, no mel for any file is an error: a wrong folder
+    or naming."""
+    mel_dir = Path(mel_dir)
+    if not mel_dir.is_dir():
+        raise InputError(f"{mel_dir}: no such mel folder")
+    examples, missing = [], []
     for audio in files:
         mel = mel_file_for(mel_dir, audio.stem)
         if mel is None:
-            log.warning("%s: no mel %s.npy/.pt in %s; skipped", audio, audio.stem, mel_dir)
+            missing.append(audio)
         else:
             examples.append(Example(audio, mel))
+    if required and files and not examples:
+        raise InputError(f"{mel_dir}: no mel matches any of the {len(files)} audio files (looked for <stem>.npy or "
+                         f".pt, e.g. {files[0].stem}.npy)")
+    for audio in missing[:MISSING_NAMED]:
+        log.warning("%s: no mel %s.npy/.pt in %s; skipped", audio, audio.stem, mel_dir)
+    if len(missing) > MISSING_NAMED:
+        log.warning("... and %d more audio files without a mel in %s; skipped", len(missing) - MISSING_NAMED, mel_dir)
     return examples
 
 
