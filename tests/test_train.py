@@ -314,6 +314,22 @@ def test_a_run_whose_clips_all_fail_to_load_stops_with_a_message(tmp_path, caplo
         trainer.fit()
 
 
+def test_process_settings_by_device(monkeypatch):
+    """CUDA runs let cuDNN pick its fastest algorithms (as the reference's train.py); CPU runs keep freed
+    memory only when asked."""
+    from hifigan.train import run as run_module
+
+    calls = []
+    monkeypatch.setattr(run_module, "keep_freed_memory", lambda: calls.append("malloc"))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    run_module._tune_process(torch.device("cpu"), tune_malloc=False)
+    assert calls == [] and not torch.backends.cudnn.benchmark
+    run_module._tune_process(torch.device("cpu"), tune_malloc=True)
+    assert calls == ["malloc"] and not torch.backends.cudnn.benchmark
+    run_module._tune_process(torch.device("cuda", 0), tune_malloc=True)
+    assert calls == ["malloc"] and torch.backends.cudnn.benchmark
+
+
 def test_cli_train_and_refusals(clips, tmp_path, capsys, monkeypatch):
     (tmp_path / "model.json").write_text(json.dumps(MODEL.to_dict()))
     (tmp_path / "train.json").write_text(json.dumps({**dataclasses.asdict(BASE), "max_steps": 1}))

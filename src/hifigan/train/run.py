@@ -8,6 +8,8 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import torch
+
 from ..checkpoint import Checkpoint, NATIVE_FORMAT, read_native, safe_load, weight_normed_state, write_native
 from ..config import ModelConfig, TrainConfig
 from ..data import Example
@@ -62,6 +64,16 @@ def _fit(trainer: Trainer, stop_on_signals: bool) -> RunState:
     return state
 
 
+def _tune_process(device: torch.device, tune_malloc: bool) -> None:
+    """Process-wide settings for a training run. CPU: keep freed memory for reuse (hostmemory). CUDA:
+    cuDNN times its convolution algorithms once per shape and keeps the fastest (the training shapes
+    are fixed), as the reference's train.py sets."""
+    if device.type == "cpu" and tune_malloc:
+        keep_freed_memory()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     found = sorted(Path(run_dir, "checkpoints").glob("train_*.pt"))
     return found[-1] if found else None
@@ -113,14 +125,14 @@ def train(model: ModelConfig, train_config: TrainConfig, run_dir: str | Path, tr
     `overrides` such as max_steps), or an original g_ / DLE generator file whose training half sits beside it.
     init: a pretrained generator (any format or registered name) to start from; its discriminators and
     (with keep_optimizers, scaled by lr_scale) optimiser states come along when the checkpoint has them.
-    tune_malloc: on CPU, keep freed memory for reuse (hostmemory.keep_freed_memory); process-wide.
+    tune_malloc: on CPU, keep freed memory for reuse (hostmemory.keep_freed_memory); process-wide. On CUDA
+    the run turns on torch.backends.cudnn.benchmark, as the reference does.
     stop_on_signals: SIGINT / SIGTERM stop the run after the current step, with a checkpoint, and raise
     TrainingInterrupted (a second SIGINT interrupts at once); main thread only.
     """
     dist, chosen = init_from_env(device)
     try:
-        if tune_malloc and chosen.type == "cpu":
-            keep_freed_memory()
+        _tune_process(chosen, tune_malloc)
         native = _load_if_training(Path(resume)) if resume is not None and Path(resume).exists() else None
         if native is not None:
             model = ModelConfig.from_dict(native["config"])
