@@ -179,9 +179,14 @@ def _training_inputs(args: argparse.Namespace, mels: str | None = None):
     return model, train_config, overrides, [Example(f) for f in train_files], [Example(f) for f in valid_files]
 
 
+def _rank_zero() -> bool:
+    """Whether this process speaks for a run: always, or rank 0 under torchrun."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _report_stop(state, run_dir: str) -> int:
-    """Where a run stopped, said once (by rank 0 under torchrun)."""
-    if os.environ.get("RANK", "0") == "0":
+    """Where a run stopped, said once."""
+    if _rank_zero():
         print(f"stopped at step {state.step}, epoch {state.epoch}; checkpoints in {run_dir}/checkpoints")
     return 0
 
@@ -205,7 +210,8 @@ def _resume_source(args: argparse.Namespace) -> str | None:
         return args.resume
     if latest_checkpoint(args.run_dir):
         return args.run_dir
-    print(f"hifigan: no checkpoint in {args.run_dir}/checkpoints yet: starting the run", file=sys.stderr)
+    if _rank_zero():
+        print(f"hifigan: no checkpoint in {args.run_dir}/checkpoints yet: starting the run", file=sys.stderr)
     return None
 
 
@@ -386,7 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as stop:
         signum = getattr(stop, "signum", signal.SIGINT)  # TrainingInterrupted says which and where
-        print(f"hifigan: {stop}" if str(stop) else "hifigan: interrupted", file=sys.stderr)
+        if _rank_zero() or not str(stop):  # a stopped run is reported once
+            print(f"hifigan: {stop}" if str(stop) else "hifigan: interrupted", file=sys.stderr)
         return 128 + signum
 
 
