@@ -150,6 +150,11 @@ def test_resume_from_an_original_authors_pair(clips, tmp_path):
     assert [p.name for p in written] == ["g_00000002", "config.json", "do_00000002"]
     resumed = run(tmp_path, "from_original", clips, resume=written[0], max_steps=3)
     assert_same(weights(straight)[0], weights(resumed)[0])
+    # Their checkpoint folder, as their train.py resumes: the latest g_ (an older pair beside it).
+    older = dataclasses.replace(pair, training=dataclasses.replace(pair.training, steps=1))
+    formats.write(older, tmp_path / "orig" / "g_00000001", "original")
+    from_folder = run(tmp_path, "from_folder", clips, resume=tmp_path / "orig", max_steps=3)
+    assert_same(weights(straight)[0], weights(from_folder)[0])
 
 
 def _as_torch1_adamw(state: dict) -> dict:

@@ -321,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=cmd_eval)
 
     train = commands.add_parser("train", help="train HiFi-GAN (single process, or under torchrun)")
-    _add_train_options(train, resume="continue a run: its folder/checkpoint, or an original g_ / DLE gen file")
+    _add_train_options(train, resume="continue a run: its folder/checkpoint, an original g_ file or folder, or "
+                                      "a DLE gen file")
     train.set_defaults(run=cmd_train)
 
     finetune = commands.add_parser("finetune", help="fine-tune a pretrained generator on acoustic-model mels")

@@ -79,12 +79,27 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def _original_generator_in(folder: Path) -> Path | None:
+    """The latest g_XXXXXXXX of an original authors' checkpoint folder (their train.py resumes from it)."""
+    found = sorted(p for p in folder.glob("g_*") if p.name[2:].isdigit())
+    return found[-1] if found else None
+
+
+def _resume_file(resume: str | Path) -> str | Path:
+    """What to resume from: an original authors' checkpoint folder means its latest g_ file (with the
+    do_ file beside it); anything else (a run of ours, a file, a model name) as given."""
+    path = Path(resume)
+    if path.is_dir() and latest_checkpoint(path) is None:
+        return _original_generator_in(path) or resume
+    return resume
+
+
 def _load_if_training(path: Path) -> dict[str, Any] | None:
     """The native training checkpoint at `path` (a run folder: its latest one), or None for other files."""
     if path.is_dir():
         latest = latest_checkpoint(path)
         if latest is None:
-            raise CheckpointError(f"{path}: no checkpoints/train_*.pt to resume from")
+            raise CheckpointError(f"{path}: no checkpoints/train_*.pt (nor an original g_ file) to resume from")
         path = latest
     obj = safe_load(path)
     is_training = isinstance(obj, dict) and obj.get("format") == NATIVE_FORMAT and obj.get("kind") == "training"
@@ -122,7 +137,8 @@ def train(model: ModelConfig, train_config: TrainConfig, run_dir: str | Path, tr
     """Train (or fine-tune, with `init`) and return the final state; works under torchrun.
 
     resume: a run folder or native training checkpoint (continues exactly: its configs win, except
-    `overrides` such as max_steps), or an original g_ / DLE generator file whose training half sits beside it.
+    `overrides` such as max_steps), or an original g_ / DLE generator file whose training half sits beside it,
+    or an original authors' checkpoint folder (its latest g_ file, as their train.py resumes).
     init: a pretrained generator (any format or registered name) to start from; its discriminators and
     (with keep_optimizers, scaled by lr_scale) optimiser states come along when the checkpoint has them.
     tune_malloc: on CPU, keep freed memory for reuse (hostmemory.keep_freed_memory); process-wide. On CUDA
@@ -133,6 +149,7 @@ def train(model: ModelConfig, train_config: TrainConfig, run_dir: str | Path, tr
     dist, chosen = init_from_env(device)
     try:
         _tune_process(chosen, tune_malloc)
+        resume = None if resume is None else _resume_file(resume)
         native = _load_if_training(Path(resume)) if resume is not None and Path(resume).exists() else None
         if native is not None:
             model = ModelConfig.from_dict(native["config"])
