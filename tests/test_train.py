@@ -150,6 +150,9 @@ def test_resume_from_an_original_authors_pair(clips, tmp_path):
     assert [p.name for p in written] == ["g_00000002", "config.json", "do_00000002"]
     resumed = run(tmp_path, "from_original", clips, resume=written[0], max_steps=3)
     assert_same(weights(straight)[0], weights(resumed)[0])
+    lone = formats.write(dataclasses.replace(pair, training=None), tmp_path / "lone" / "g_00000002", "original")
+    with pytest.warns(UserWarning, match="g_00000002 has no training state beside it .* only the generator"):
+        run(tmp_path, "from_lone", clips, resume=lone[0], max_steps=1)
     # Their checkpoint folder, as their train.py resumes: the latest g_ (an older pair beside it).
     older = dataclasses.replace(pair, training=dataclasses.replace(pair.training, steps=1))
     formats.write(older, tmp_path / "orig" / "g_00000001", "original")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -157,6 +158,10 @@ def train(model: ModelConfig, train_config: TrainConfig, run_dir: str | Path, tr
         foreign = _foreign(init or resume) if native is None and (init or resume) else None
         if foreign is not None:
             model = foreign.config
+            if resume is not None and init is None and foreign.training is None:
+                warnings.warn(f"{resume} has no training state beside it (an original do_ or DLE discriminator "
+                              "file): only the generator is resumed; discriminators, optimisers and the step "
+                              "count start fresh", stacklevel=2)
         trainer = Trainer(model, train_config, run_dir, train_examples, valid_examples, device=chosen, dist=dist,
                           mel_framing=mel_framing, progress=progress)
         if resume is None:
