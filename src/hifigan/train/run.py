@@ -17,10 +17,7 @@ from ..data import Example
 from ..errors import CheckpointError, ConfigError
 from ..hostmemory import keep_freed_memory
 from .distributed import init_from_env, shutdown
-from .trainer import RunState, Trainer
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+from .trainer import STOP_SIGNALS, RunState, Trainer
 
 
 class TrainingInterrupted(KeyboardInterrupt):

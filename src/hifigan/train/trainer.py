@@ -36,6 +36,7 @@ from ..mel import MelSpectrogram
 from .distributed import DistInfo, barrier, mean_across
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # stop a run after its step (train.run); loader workers ignore them
 log = logging.getLogger(__name__)
 
 
@@ -116,7 +117,7 @@ def _leave_signals_to_parent(_worker_id: int) -> None:
     """Loader workers ignore SIGINT and SIGTERM, which a terminal's Ctrl-C and schedulers (SLURM) send
     to the whole process group: a worker killed mid-step made torch raise in the trainer's step. The
     trainer stops after its step and shuts its workers down (they also exit if it dies)."""
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+    for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, signal.SIG_IGN)
 
 
@@ -390,18 +391,18 @@ class Trainer:
 
     def _run_epoch(self, bar) -> bool:
         """Optimiser steps until the epoch ends (True) or the run is done (False)."""
-        batches, whole_epoch, any_loaded = self._epoch_batches(), self.state.batch_in_epoch == 0, False
+        batches, whole_epoch, loaded_before = self._epoch_batches(), self.state.batch_in_epoch == 0, self.loaded_steps
         while self.state.batch_in_epoch < self.steps_per_epoch:  # the epoch ends with its last step
             if self._done():
                 return False
-            any_loaded |= self._run_step(list(itertools.islice(batches, self.train.grad_accum)), bar)
-        if whole_epoch and not any_loaded:  # every clip was skipped: the run would go on without training
+            self._run_step(list(itertools.islice(batches, self.train.grad_accum)), bar)
+        if whole_epoch and self.loaded_steps == loaded_before:  # all skipped: the run would go on, training nothing
             raise _nothing_loaded(f"no batch of epoch {self.state.epoch}")
         return True
 
-    def _run_step(self, group: list[dict | None], bar) -> bool:
-        """One optimiser step on `group`; False when a micro-batch had no loadable clip (the step is
-        counted, so that processes and resumed runs stay in step, but nothing is trained)."""
+    def _run_step(self, group: list[dict | None], bar) -> None:
+        """One optimiser step on `group`. A step whose micro-batch had no loadable clip is counted, so
+        that processes and resumed runs stay in step, but nothing is trained (nor added to loaded_steps)."""
         started = time.perf_counter()
         flag = torch.tensor(float(all(batch is not None for batch in group)), device=self.device)
         if self.dist.enabled:  # every process skips together, or DDP would wait forever
@@ -426,7 +427,6 @@ class Trainer:
         if self.state.step % self.train.checkpoint_interval == 0:
             self.save()
         self.loaded_steps += loaded
-        return loaded
 
     # ---- logs --------------------------------------------------------------------------------
     def _progress_bar(self):
