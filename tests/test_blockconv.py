@@ -4,12 +4,14 @@ from torch.nn import functional as F
 
 from hifigan.blockconv import block_conv1d, dft_basis, winograd_basis
 
-DFT_GEOMETRIES = [  # (batch, in, out, length, kernel, stride, padding, groups, block)
+DFT_GEOMETRIES = [  # (batch, in, out, length, kernel, stride, padding, groups, block); blocks of ceil(k / s) taps
     (2, 8, 12, 50, 5, 2, 2, 4, 16),     # grouped, stride 2
-    (2, 4, 4, 37, 7, 3, 3, 2, 16),      # stride 3: a block keeps 3 of its 10 valid outputs
+    (2, 4, 4, 37, 7, 3, 3, 2, 16),      # stride 3: 3 taps per phase, the last phase's third one zero
     (1, 6, 6, 40, 41, 2, 20, 3, 64),    # the scale discriminators' kernel, longer than the input
     (2, 4, 8, 19, 3, 1, 0, 1, 8),       # ungrouped, no padding
     (2, 4, 4, 33, 5, 4, 2, 2, 12),      # stride 4, the input's tail never read
+    (2, 8, 16, 29, 41, 2, 20, 4, 32),   # odd length (the pooled scales' 4097): the zero tap reads padding
+    (1, 16, 32, 21, 41, 4, 20, 16, 32), # the stride-4 layers: 11 taps per phase, 4 x 1 channels per group
 ]
 DILATED_GEOMETRIES = [  # (batch, channels, length, kernel, dilation, padding, block, kind)
     (2, 4, 40, 7, 3, 9, 16, "dft"),     # 'same' padding, the generator's residual blocks
@@ -37,12 +39,13 @@ def test_dft_blocks_equal_conv1d_with_gradients(geometry):
     batch, c_in, c_out, length, k, stride, padding, groups, block = geometry
     torch.manual_seed(0)
     x, w, b = _tensors(batch, c_in, c_out, length, k, groups)
-    basis = dft_basis(block, k, stride)
-    ours = block_conv1d(x, w, b, basis, padding=padding, groups=groups)
+    basis = dft_basis(block, -(-k // stride))
+    settings = dict(stride=stride, padding=padding, groups=groups)
+    ours = block_conv1d(x, w, b, basis, **settings)
     torch.testing.assert_close(ours, F.conv1d(x, w, b, stride, padding, 1, groups))
     assert ours.transpose(1, 2).is_contiguous()  # channels-last memory
-    assert torch.autograd.gradcheck(lambda *t: block_conv1d(*t, basis, padding=padding, groups=groups), (x, w, b))
-    assert torch.autograd.gradcheck(lambda x, w: block_conv1d(x, w, None, basis, padding=padding, groups=groups), (x, w))
+    assert torch.autograd.gradcheck(lambda *t: block_conv1d(*t, basis, **settings), (x, w, b))
+    assert torch.autograd.gradcheck(lambda x, w: block_conv1d(x, w, None, basis, **settings), (x, w))
 
 
 @pytest.mark.parametrize("geometry", WINOGRAD_GEOMETRIES)
@@ -61,14 +64,15 @@ def test_dilated_kernels_equal_conv1d_with_gradients(geometry):
     batch, channels, length, k, dilation, padding, block, kind = geometry
     torch.manual_seed(4)
     x, w, b = _tensors(batch, channels, channels, length, k, 1)
-    basis = dft_basis(block, k, 1) if kind == "dft" else winograd_basis(k)
+    basis = dft_basis(block, k) if kind == "dft" else winograd_basis(k)
     ours = block_conv1d(x, w, b, basis, padding=padding, dilation=dilation)
     torch.testing.assert_close(ours, F.conv1d(x, w, b, 1, padding, dilation))
     assert ours.transpose(1, 2).is_contiguous()
     assert torch.autograd.gradcheck(lambda *t: block_conv1d(*t, basis, padding=padding, dilation=dilation), (x, w, b))
 
 
-@pytest.mark.parametrize("basis, groups, stride, k", [(dft_basis(128, 41, 2), 4, 2, 41), (winograd_basis(5), 1, 1, 5)])
+@pytest.mark.parametrize("basis, groups, stride, k", [(dft_basis(64, 21), 4, 2, 41), (dft_basis(32, 11), 16, 4, 41),
+                                                     (winograd_basis(5), 1, 1, 5)])
 def test_float32_error_stays_near_a_direct_convs(basis, groups, stride, k):
     """Against float64: fp32 Winograd F(4, 5) stays within 1e-5 of the largest output (measured
     ~2e-6), DFT blocks within 2e-6; gradients likewise."""
@@ -79,7 +83,7 @@ def test_float32_error_stays_near_a_direct_convs(basis, groups, stride, k):
     grad_out = torch.randn_like(exact)
     exact_grads = torch.autograd.grad(exact, (x, w), grad_out)
     x32, w32, b32 = (t.detach().float().requires_grad_() for t in (x, w, b))
-    ours = block_conv1d(x32, w32, b32, basis, padding=k // 2, groups=groups)
+    ours = block_conv1d(x32, w32, b32, basis, stride=stride, padding=k // 2, groups=groups)
     tolerance = 1e-5 if basis.parts == 1 else 2e-6
     assert ours.dtype == torch.float32
     assert (ours.double() - exact).abs().max() <= tolerance * exact.abs().max()
@@ -100,14 +104,16 @@ def test_computes_in_float32_under_autocast_and_for_half_inputs():
 
 
 def test_bases_refuse_what_they_cannot_compute():
-    with pytest.raises(ValueError, match="even block longer than the kernel plus the stride"):
-        dft_basis(32, 41, 1)
+    with pytest.raises(ValueError, match="even block at least as long as the kernel"):
+        dft_basis(32, 41)
     with pytest.raises(ValueError, match="even block"):
-        dft_basis(63, 5, 1)
+        dft_basis(63, 5)
     with pytest.raises(ValueError, match=r"Winograd F\(4, 7\) needs 9 points"):
         winograd_basis(7)
     with pytest.raises(ValueError, match=r"a dilation \(2\) or a stride \(2\), not both"):
-        block_conv1d(torch.zeros(1, 2, 50), torch.zeros(2, 2, 5), None, dft_basis(16, 5, 2), dilation=2)
+        block_conv1d(torch.zeros(1, 2, 50), torch.zeros(2, 2, 5), None, dft_basis(16, 3), stride=2, dilation=2)
+    with pytest.raises(ValueError, match="a k=5, stride-2 conv needs a basis for 3 taps, not 5"):
+        block_conv1d(torch.zeros(1, 2, 50), torch.zeros(2, 2, 5), None, dft_basis(16, 5), stride=2)
 
 
 def test_a_weight_without_gradient_reuses_its_coefficients_until_it_changes():

@@ -8,8 +8,10 @@ transformed kernel, and one transform back to the block's outputs. Two kinds of 
   k = 7 residual convs). Per frequency bin and group, Z = X * conj(W) (a cross-correlation, what
   Conv1d computes) is one complex product, four real ones: about 4 * (n / 2 + 1) / m real
   multiply-adds per output and channel pair, m = n - k + 1, instead of k (2.95 instead of 41 at
-  n = 128). A stride s keeps the per-bin products and reads back only every s-th output; a
-  dilation d splits the input into its d phases, each an undilated convolution. oneDNN runs the
+  n = 128). A dilation d splits the input into its d phases, each an undilated convolution of
+  its own row; a stride s splits it into s phases too, but as channels: the conv becomes a
+  stride-1 conv of s x C_in channels and ceil(k / s) taps over every s-th sample (polyphase), so
+  that no product is spent on an output the stride skips. oneDNN runs the
   grouped layers far below the CPU's matrix-product rate: forward and backward of the 128 -> 128,
   4-group, stride-2 layer at batch 4 took 50-65 ms this way against 187-210 ms on a 2-core AMX
   Xeon in fp32.
@@ -45,14 +47,13 @@ FULL_PRECISION = (torch.float32, torch.float64)  # the dtypes whose convs are wo
 @dataclasses.dataclass(frozen=True)
 class Basis:
     """A block transform: signal (P, n) maps a block of n samples to P coefficients, kernel (P, k)
-    maps the taps to theirs, inverse (m / s, P) gives the kept outputs. `parts` = 2 for complex
+    maps the taps to theirs, inverse (m, P) gives the block's m outputs. `parts` = 2 for complex
     coefficients (P / 2 real rows, then P / 2 imaginary rows), 1 for real ones."""
 
     signal: torch.Tensor
     kernel: torch.Tensor
     inverse: torch.Tensor
     parts: int
-    stride: int
 
     @property
     def block(self) -> int:
@@ -62,30 +63,34 @@ class Basis:
     def kept(self) -> int:
         return self.inverse.shape[0]
 
+    @property
+    def kernel_size(self) -> int:
+        return self.kernel.shape[1]
+
     def to(self, dtype: torch.dtype) -> "Basis":
         return dataclasses.replace(self, signal=self.signal.to(dtype), kernel=self.kernel.to(dtype),
                                    inverse=self.inverse.to(dtype))
 
 
 @functools.lru_cache(maxsize=32)
-def dft_basis(block: int, kernel_size: int, stride: int) -> Basis:
+def dft_basis(block: int, kernel_size: int) -> Basis:
     """DFT blocks of n = `block` samples (bins = n // 2 + 1), in float64:
     [Xr; Xi] = signal @ block with X = rfft(block); [Vr; Vi] = kernel @ taps with V = conj(rfft(taps, n));
-    inverse @ [Zr; Zi] = outputs t = 0, s, 2s, .. < m of irfft(Z)."""
+    inverse @ [Zr; Zi] = outputs t = 0 .. m - 1 of irfft(Z), m = n - k + 1."""
     bins = block // 2 + 1
-    valid = (block - kernel_size + 1) // stride * stride
+    valid = block - kernel_size + 1
     if block % 2 or valid < 1:
-        raise ValueError(f"DFT blocks need an even block longer than the kernel plus the stride, "
-                         f"got block={block}, k={kernel_size}, stride={stride}")
+        raise ValueError(f"DFT blocks need an even block at least as long as the kernel, "
+                         f"got block={block}, k={kernel_size}")
     cos, sin = _unit_circle(bins, block, block)
     signal = torch.cat([cos, -sin])
     cos, sin = _unit_circle(bins, kernel_size, block)
     kernel = torch.cat([cos, sin])
     scale = torch.full((bins, 1), 2.0 / block, dtype=torch.float64)
     scale[0] = scale[-1] = 1.0 / block  # DC and Nyquist appear once in a real signal's spectrum
-    cos, sin = (t[:, ::stride] for t in _unit_circle(bins, valid, block))
+    cos, sin = _unit_circle(bins, valid, block)
     inverse = torch.cat([cos * scale, -sin * scale]).T.contiguous()
-    return Basis(signal, kernel, inverse, parts=2, stride=stride)
+    return Basis(signal, kernel, inverse, parts=2)
 
 
 def _evaluation(points, degree: int) -> torch.Tensor:
@@ -107,7 +112,7 @@ def winograd_basis(kernel_size: int, outputs: int = 4) -> Basis:
     if len(points) != size - 1:
         raise ValueError(f"Winograd F({outputs}, {kernel_size}) needs {size - 1} points; {len(WINOGRAD_POINTS)} are set")
     signal = torch.linalg.inv(_evaluation(points, size)).T.contiguous()
-    return Basis(signal, _evaluation(points, kernel_size), _evaluation(points, outputs).T.contiguous(), parts=1, stride=1)
+    return Basis(signal, _evaluation(points, kernel_size), _evaluation(points, outputs).T.contiguous(), parts=1)
 
 
 def _split(coefficients: torch.Tensor, groups: int, parts: int) -> tuple[torch.Tensor, ...]:
@@ -158,21 +163,44 @@ def _transform_blocks(matrix: torch.Tensor, signal: torch.Tensor, blocks: int, h
     return out
 
 
-def _kernel_coefficients(weight: torch.Tensor, kernel: torch.Tensor, groups: int, parts: int) -> tuple[torch.Tensor, ...]:
-    """weight (C_out, C_in / G, k) -> `parts` tensors (P / parts * G, C_out / G, C_in / G): per coefficient
-    and group, the weight as it is laid out (one matrix product, no reordering of the weight).
+def _polyphase_weight(weight: torch.Tensor, stride: int) -> torch.Tensor:
+    """weight (C_out, i, k) -> (C_out, s * i, ceil(k / s)): tap t of phase r's channel j is tap
+    t * s + r of channel j (zero past k), the weight of the stride-1 conv over the input's s phases."""
+    if stride == 1:
+        return weight
+    out_channels, per_in, kernel_size = weight.shape
+    taps = -(-kernel_size // stride)
+    padded = torch.nn.functional.pad(weight, (0, taps * stride - kernel_size))
+    return padded.view(out_channels, per_in, taps, stride).permute(0, 3, 1, 2).reshape(out_channels, -1, taps)
+
+
+def _strided_weight_gradient(grad: torch.Tensor, stride: int, kernel_size: int) -> torch.Tensor:
+    """The adjoint of _polyphase_weight: (C_out, s * i, ceil(k / s)) -> (C_out, i, k)."""
+    if stride == 1:
+        return grad
+    out_channels, _, taps = grad.shape
+    by_tap = grad.view(out_channels, stride, -1, taps).permute(0, 2, 3, 1)  # (C_out, i, taps, s)
+    return by_tap.reshape(out_channels, -1, taps * stride)[..., :kernel_size]
+
+
+def _kernel_coefficients(weight: torch.Tensor, kernel: torch.Tensor, groups: int, parts: int,
+                         stride: int) -> tuple[torch.Tensor, ...]:
+    """weight (C_out, C_in / G, k) -> `parts` tensors (P / parts * G, C_out / G, s * C_in / G): per
+    coefficient and group, the (polyphase) weight as it is laid out (one matrix product).
 
     A weight that needs no gradient and is not a module's parameter keeps its coefficients while it
     is unchanged (its _version): the trainer's generator step runs two passes over the same frozen
     (normalised) discriminator weights."""
     holder = weight if weight._base is None else weight._base  # a view (a squeezed 2-D weight) is made per call
     cacheable = not weight.requires_grad and not isinstance(holder, torch.nn.Parameter)  # nothing rides on a module
-    key = (weight.shape, weight.stride(), weight.storage_offset(), weight._version, kernel.shape, kernel.dtype, groups)
+    key = (weight.shape, weight.stride(), weight.storage_offset(), weight._version, kernel.shape, kernel.dtype,
+           groups, stride)
     cached = getattr(holder, "_block_coefficients", None) if cacheable else None
     if cached is not None and cached[0] == key and torch.equal(cached[1], kernel):
         return cached[2]
-    out_channels, per_in, kernel_size = weight.shape
-    coefficients = kernel @ weight.reshape(-1, kernel_size).T  # (P, C_out * C_in / G)
+    phased = _polyphase_weight(weight, stride)
+    out_channels, per_in, taps = phased.shape
+    coefficients = kernel @ phased.reshape(-1, taps).T  # (P, C_out * s * C_in / G)
     result = tuple(coefficients.view(parts, -1, out_channels // groups, per_in))
     if cacheable:
         holder._block_coefficients = (key, kernel, result)
@@ -182,52 +210,72 @@ def _kernel_coefficients(weight: torch.Tensor, kernel: torch.Tensor, groups: int
 @dataclasses.dataclass(frozen=True)
 class _Geometry:
     """Sizes of one call. A dilation d splits each item into d phases (the samples t = r mod d), each
-    an undilated convolution: the blocks run over items * d rows of `padded` samples."""
+    an undilated convolution of its own row: the blocks run over items * d rows. A stride s splits it
+    into s phases laid side by side as channels, (G, s, C_in / G) per sample: the blocks run over
+    items rows of s * C_in channels. Either way a row holds `padded` samples of each phase."""
 
     items: int
     length: int
     channels: int
     padding: int
     dilation: int
+    stride: int
     groups: int
     length_out: int
     blocks: int
     padded: int
 
+    @property
+    def phases(self) -> int:
+        return self.dilation * self.stride  # one of the two is 1
+
     def phase_spans(self) -> Iterator[tuple[int, int, int, int]]:
         """(phase r, first and last + 1 sample v of the phase's row that hold input, the input sample at
-        the first): row sample v of phase r is input sample d * v + r - padding."""
-        d, p = self.dilation, self.padding
+        the first): row sample v of phase r is input sample d * v + r - padding (d phases)."""
+        d, p = self.phases, self.padding
         for phase in range(d):
             first = max(0, -(-(p - phase) // d))
             last = min(self.padded, (self.length - 1 + p - phase) // d + 1)
             if last > first:
                 yield phase, first, last, d * first + phase - p
 
+    def phase_views(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """rows (N * d, >= padded, s * C) contiguous -> per phase a view (N, >= padded, G, C / G) of its samples."""
+        per_group = self.channels // self.groups
+        split = rows.view(self.items, self.dilation, -1, self.groups, self.stride, per_group)
+        if self.dilation > 1:
+            return [split[:, phase, :, :, 0] for phase in range(self.dilation)]
+        return [split[:, 0, :, :, phase] for phase in range(self.stride)]
+
+    def samples_of(self, x: torch.Tensor, start: int, count: int) -> torch.Tensor:
+        """x (N, T, C) -> the view (N, count, G, C / G) of every d-th sample from `start`."""
+        return x[:, start:start + self.phases * (count - 1) + 1:self.phases].unflatten(-1, (self.groups, -1))
+
 
 def _to_phases(x: torch.Tensor, g: _Geometry) -> torch.Tensor:
-    """x (N, T, C) -> the zero-padded rows (N * d, padded, C) the blocks read."""
-    rows = x.new_empty(g.items, g.dilation, g.padded, g.channels)
-    filled = [(0, 0)] * g.dilation
+    """x (N, T, C) -> the zero-padded rows (N * d, padded, s * C) the blocks read."""
+    rows = x.new_empty(g.items * g.dilation, g.padded, g.stride * g.channels)
+    views = g.phase_views(rows)
+    filled = [(0, 0)] * g.phases
     for phase, first, last, start in g.phase_spans():
-        rows[:, phase, first:last] = x[:, start:start + g.dilation * (last - first - 1) + 1:g.dilation]
+        views[phase][:, first:last] = g.samples_of(x, start, last - first)
         filled[phase] = (first, last)
-    for phase, (first, last) in enumerate(filled):  # zero only the padding: a fill of the whole took 1.3 ms of 50
-        rows[:, phase, :first].zero_()
-        rows[:, phase, last:].zero_()
-    return rows.view(-1, g.padded, g.channels)
+    for view, (first, last) in zip(views, filled):  # zero only the padding: a fill of the whole took 1.3 ms of 50
+        view[:, :first].zero_()
+        view[:, last:].zero_()
+    return rows
 
 
 def _from_phases(rows: torch.Tensor, g: _Geometry) -> torch.Tensor:
-    """The adjoint of _to_phases: gradients of the rows (N * d, >= padded, C) -> of x (N, T, C)."""
-    if g.dilation == 1 and rows.shape[1] >= g.padding + g.length:
+    """The adjoint of _to_phases: gradients of the rows (N * d, >= padded, s * C) -> of x (N, T, C)."""
+    if g.phases == 1 and rows.shape[1] >= g.padding + g.length:
         return rows[:, g.padding:g.padding + g.length]
     spans = list(g.phase_spans())
     covered = sum(last - first for _, first, last, _ in spans) == g.length  # each sample is in one phase, once
     x = rows.new_empty(g.items, g.length, g.channels) if covered else rows.new_zeros(g.items, g.length, g.channels)
-    rows = rows.view(g.items, g.dilation, -1, g.channels)
+    views = g.phase_views(rows)
     for phase, first, last, start in spans:
-        x[:, start:start + g.dilation * (last - first - 1) + 1:g.dilation] = rows[:, phase, first:last]
+        g.samples_of(x, start, last - first).copy_(views[phase][:, first:last])
     return x
 
 
@@ -260,7 +308,7 @@ def _gather_outputs(blocks: torch.Tensor, g: _Geometry, bias: torch.Tensor | Non
 
 
 def _phase_gradients(grad_y: torch.Tensor, g: _Geometry, length: int) -> torch.Tensor:
-    """grad_y (N, T_out, C) -> (N * d, length, C): each phase's output gradients, zero past its end."""
+    """grad_y (N, T_out, C) -> (N * d, length, C): each dilation phase's output gradients, zero past its end."""
     d = g.dilation
     grads = grad_y.new_empty(g.items, d, length, grad_y.shape[-1])
     for phase in range(d):
@@ -274,23 +322,23 @@ class _BlockConv1d(torch.autograd.Function):
     """x (N, T, C_in) contiguous, weight (C_out, C_in / G, k) -> (N, T_out, C_out) contiguous."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, basis: Basis, padding: int, dilation: int, groups: int):
+    def forward(ctx, x, weight, bias, basis: Basis, padding: int, dilation: int, stride: int, groups: int):
         basis = basis.to(x.dtype)
         items, length, channels = x.shape
-        length_out = (length + 2 * padding - dilation * (weight.shape[-1] - 1) - 1) // basis.stride + 1
+        length_out = (length + 2 * padding - dilation * (weight.shape[-1] - 1) - 1) // stride + 1
         blocks = -(-length_out // (dilation * basis.kept))
-        geometry = _Geometry(items, length, channels, padding, dilation, groups, length_out, blocks,
-                             (blocks - 1) * basis.kept * basis.stride + basis.block)
+        geometry = _Geometry(items, length, channels, padding, dilation, stride, groups, length_out, blocks,
+                             (blocks - 1) * basis.kept + basis.block)
         rows = _to_phases(x, geometry)
-        coefficients = _transform_blocks(basis.signal, rows, blocks, basis.kept * basis.stride)  # (N * d, blocks, P, C_in)
+        coefficients = _transform_blocks(basis.signal, rows, blocks, basis.kept)  # (N * d, blocks, P, s * C_in)
         del rows
-        weights = _kernel_coefficients(weight, basis.kernel, groups, basis.parts)  # each (P / parts * G, o, i)
+        weights = _kernel_coefficients(weight, basis.kernel, groups, basis.parts, stride)  # each (P / parts * G, o, i)
         products = _product(_split(coefficients, groups, basis.parts), _transposed(weights))
-        outputs = _transform_back(basis.inverse, products)  # (m / s, G, N * d * blocks, o)
+        outputs = _transform_back(basis.inverse, products)  # (m, G, N * d * blocks, o)
         by_group = outputs.view(basis.kept, groups, items * dilation, blocks, -1).permute(2, 3, 0, 1, 4)
         y = _gather_outputs(by_group, geometry, None if bias is None else bias.view(groups, -1))
         ctx.save_for_backward(coefficients, *weights)
-        ctx.basis, ctx.geometry, ctx.weight_shape = basis, geometry, weight.shape
+        ctx.basis, ctx.geometry, ctx.kernel_size = basis, geometry, weight.shape[-1]
         return y
 
     @staticmethod
@@ -305,25 +353,28 @@ class _BlockConv1d(torch.autograd.Function):
             grad_x = _input_gradient(basis, geometry, _product(grad_parts, tuple(weights), conjugate_b=True))
         if ctx.needs_input_grad[1]:
             inputs = _split(coefficients, geometry.groups, basis.parts)  # d/dV^T = dZ^T conj(X)
-            grad_w = _weight_gradient(basis, ctx.weight_shape, _product(_transposed(grad_parts), inputs, conjugate_b=True))
+            grad_w = _weight_gradient(basis, geometry, ctx.kernel_size,
+                                      _product(_transposed(grad_parts), inputs, conjugate_b=True))
         if ctx.needs_input_grad[2]:
             grad_b = grad_y.sum((0, 1))
-        return grad_x, grad_w, grad_b, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
 def _input_gradient(basis: Basis, geometry: _Geometry, grad_coefficients: torch.Tensor) -> torch.Tensor:
     """The blocks' coefficient gradients taken back through the block transform, summed onto the input samples."""
     g = geometry
-    block, hop, per_group, rows = basis.block, basis.kept * basis.stride, g.channels // g.groups, g.items * g.dilation
-    windows = _transform_back(basis.signal.T, grad_coefficients)  # (n, G, N * d * blocks, i)
-    windows = windows.view(block, g.groups, rows, g.blocks, per_group).permute(2, 3, 0, 1, 4)  # (N * d, blocks, n, G, i)
-    total = windows.new_empty(rows, max(g.padded, g.padding + g.length), g.channels)
+    block, hop, rows = basis.block, basis.kept, g.items * g.dilation
+    channels, per_group = g.stride * g.channels, g.stride * g.channels // g.groups
+    windows = _transform_back(basis.signal.T, grad_coefficients)  # (n, G, N * d * blocks, s * i)
+    windows = windows.view(block, g.groups, rows, g.blocks, per_group).permute(2, 3, 0, 1, 4)  # (N * d, blocks, n, G, s * i)
+    # Without phases, one row long enough that _from_phases returns a view of it, not a copy.
+    total = windows.new_empty(rows, max(g.padded, g.padding + g.length) if g.phases == 1 else g.padded, channels)
     total[:, g.blocks * hop:].zero_()
     for offset in range(0, block, hop):  # each `hop`-long slice of every block lands on disjoint samples
         size = min(hop, block - offset)
         target = total.as_strided((rows, g.blocks, size, g.groups, per_group),
-                                  (total.stride(0), hop * g.channels, g.channels, per_group, 1),
-                                  total.storage_offset() + offset * g.channels)
+                                  (total.stride(0), hop * channels, channels, per_group, 1),
+                                  total.storage_offset() + offset * channels)
         if offset:
             target += windows[:, :, offset:offset + size]
         else:  # the first slices tile [0, blocks * hop) exactly: copied, no zeros to add to
@@ -331,25 +382,33 @@ def _input_gradient(basis: Basis, geometry: _Geometry, grad_coefficients: torch.
     return _from_phases(total, g)
 
 
-def _weight_gradient(basis: Basis, weight_shape, grad_weights: torch.Tensor) -> torch.Tensor:
+def _weight_gradient(basis: Basis, geometry: _Geometry, kernel_size: int, grad_weights: torch.Tensor) -> torch.Tensor:
     """d loss / d weight (C_out, C_in / G, k) from the gradients of the kernel's coefficients
-    (parts, P / parts * G, o, i): their images under the kernel transform's transpose."""
-    return (grad_weights.view(basis.kernel.shape[0], -1).T @ basis.kernel).view(weight_shape)
+    (parts, P / parts * G, o, s * i): their images under the kernel transform's transpose."""
+    taps = basis.kernel_size
+    grad = (grad_weights.view(basis.kernel.shape[0], -1).T @ basis.kernel).view(-1, geometry.stride * geometry.channels
+                                                                                // geometry.groups, taps)
+    return _strided_weight_gradient(grad, geometry.stride, kernel_size)
 
 
 def block_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, basis: Basis, *,
-                 padding: int = 0, dilation: int = 1, groups: int = 1) -> torch.Tensor:
-    """F.conv1d(x, weight, bias, basis.stride, padding, dilation, groups) computed in blocks of `basis`.
+                 stride: int = 1, padding: int = 0, dilation: int = 1, groups: int = 1) -> torch.Tensor:
+    """F.conv1d(x, weight, bias, stride, padding, dilation, groups) computed in blocks of `basis`,
+    a basis for ceil(k / stride) taps (a stride runs as a stride-1 conv over the input's phases).
 
     x (N, C_in, T) in any memory layout -> (N, C_out, T_out) with channels-last strides (its
     transpose(1, 2) is contiguous). It computes in float64 for float64 input, else in float32
     whatever autocast says: the transforms would lose too much in 16-bit floats.
     """
-    if dilation > 1 and basis.stride > 1:
-        raise ValueError(f"block_conv1d runs a dilation ({dilation}) or a stride ({basis.stride}), not both")
+    if dilation > 1 and stride > 1:
+        raise ValueError(f"block_conv1d runs a dilation ({dilation}) or a stride ({stride}), not both")
+    taps = -(-weight.shape[-1] // stride)
+    if basis.kernel_size != taps:
+        raise ValueError(f"a k={weight.shape[-1]}, stride-{stride} conv needs a basis for {taps} taps, "
+                         f"not {basis.kernel_size}")
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     bias = None if bias is None else bias.to(dtype)
     with torch.autocast(x.device.type, enabled=False):
         y = _BlockConv1d.apply(x.transpose(1, 2).to(dtype).contiguous(), weight.to(dtype), bias, basis, padding,
-                               dilation, groups)
+                               dilation, stride, groups)
     return y.transpose(1, 2)

@@ -52,7 +52,7 @@ class _ResBlock(nn.Module):
             return conv(x)
         block = _dft_block(conv, x)
         if block:
-            return block_conv1d(x, conv.weight, conv.bias, dft_basis(block, conv.kernel_size[0], 1),
+            return block_conv1d(x, conv.weight, conv.bias, dft_basis(block, conv.kernel_size[0]),
                                 padding=conv.padding[0], dilation=conv.dilation[0])
         return conv1d_channels_last(conv, x)
 
