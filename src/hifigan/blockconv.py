@@ -200,7 +200,9 @@ def _kernel_coefficients(weight: torch.Tensor, kernel: torch.Tensor, groups: int
         return cached[2]
     phased = _polyphase_weight(weight, stride)
     out_channels, per_in, taps = phased.shape
-    coefficients = kernel @ phased.reshape(-1, taps).T  # (P, C_out * s * C_in / G)
+    # Into a preallocated output: torch's mm allocating its own took 4.7 ms instead of 1.2 for the
+    # 1024 -> 1024, k = 5 Winograd weights (8 x 5 @ 5 x 1M, 2-core AMX Xeon), 18 times a v1 step.
+    coefficients = torch.mm(kernel, phased.reshape(-1, taps).T, out=kernel.new_empty(kernel.shape[0], phased.numel() // taps))
     result = tuple(coefficients.view(parts, -1, out_channels // groups, per_in))
     if cacheable:
         holder._block_coefficients = (key, kernel, result)
