@@ -12,6 +12,7 @@ DFT_GEOMETRIES = [  # (batch, in, out, length, kernel, stride, padding, groups, 
     (2, 4, 4, 33, 5, 4, 2, 2, 12),      # stride 4, the input's tail never read
     (2, 8, 16, 29, 41, 2, 20, 4, 32),   # odd length (the pooled scales' 4097): the zero tap reads padding
     (1, 16, 32, 21, 41, 4, 20, 16, 32), # the stride-4 layers: 11 taps per phase, 4 x 1 channels per group
+    (1, 16, 8, 20, 5, 1, 2, 1, 16),     # 2 blocks of 16 channels: the complex products' rows interleaved
 ]
 DILATED_GEOMETRIES = [  # (batch, channels, length, kernel, dilation, padding, block, kind)
     (2, 4, 40, 7, 3, 9, 16, "dft"),     # 'same' padding, the generator's residual blocks

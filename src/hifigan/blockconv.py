@@ -125,6 +125,18 @@ def _split(coefficients: torch.Tensor, groups: int, parts: int) -> tuple[torch.T
                  for part in range(parts))
 
 
+def _interleaved(real: torch.Tensor, imaginary: torch.Tensor) -> torch.Tensor | None:
+    """One (batch, 2 x rows, columns) view of both parts, their rows taking turns, when _split laid
+    them out so (each imaginary row half a row stride after its real row); else None."""
+    row_stride = real.stride(1)
+    if (real.stride() != imaginary.stride() or row_stride % 2
+            or imaginary.storage_offset() - real.storage_offset() != row_stride // 2):
+        return None
+    batch, rows, columns = real.shape
+    return real.as_strided((batch, 2 * rows, columns), (real.stride(0), row_stride // 2, real.stride(2)),
+                           real.storage_offset())
+
+
 def _product(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...], *, conjugate_b: bool = False) -> torch.Tensor:
     """Batched products of real (1 part) or complex (2 parts: real, imaginary) matrices, b optionally
     conjugated -> (parts, batch, rows, columns): the parts stacked, so that the transforms that follow
@@ -135,6 +147,15 @@ def _product(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...], *, conjug
         return out
     (ar, ai), (br, bi) = a, b
     sign = -1 if conjugate_b else 1
+    both = _interleaved(ar, ai) if 2 * ar.shape[1] <= ar.shape[2] else None
+    if both is not None:
+        # Few rows for the matrices of b (short sequences): each of b's parts is read once, not
+        # twice, and the four products are combined after (MSD 1024 -> 1024 at 12 rows, 64 x 64
+        # per group: 1.97 -> 1.68 ms; 6 rows: 1.61 -> 1.09; 24 rows of 256 x 256: 1.07 -> 0.89).
+        by_real, by_imaginary = (torch.bmm(both, part).unflatten(1, (-1, 2)) for part in (br, bi))
+        torch.sub(by_real[:, :, 0], by_imaginary[:, :, 1], alpha=sign, out=out[0])
+        torch.add(by_real[:, :, 1], by_imaginary[:, :, 0], alpha=sign, out=out[1])
+        return out
     torch.bmm(ar, br, out=out[0]).baddbmm_(ai, bi, alpha=-sign)
     torch.bmm(ai, br, out=out[1]).baddbmm_(ar, bi, alpha=sign)
     return out
