@@ -147,7 +147,8 @@ def _add_train_options(parser: argparse.ArgumentParser, resume: str) -> None:
     run.add_argument("--device", default="cpu")
     run.add_argument("--system-malloc", action="store_true",
                      help="keep glibc's default allocator settings (by default a CPU run keeps freed memory "
-                          "for reuse: no page faults per step, memory stays at its peak)")
+                          "for reuse, in a heap of huge pages: no page faults per step, fewer TLB misses; "
+                          "memory stays at its peak)")
     options = parser.add_argument_group("training settings (override --train-config)")
     for flag, (_, kind) in TRAIN_OPTIONS.items():
         options.add_argument(flag, type=kind, default=None)

@@ -15,7 +15,7 @@ from ..checkpoint import Checkpoint, NATIVE_FORMAT, read_native, safe_load, weig
 from ..config import ModelConfig, TrainConfig
 from ..data import Example
 from ..errors import CheckpointError, ConfigError
-from ..hostmemory import keep_freed_memory
+from ..hostmemory import heap_in_huge_pages, keep_freed_memory
 from .distributed import init_from_env, shutdown
 from .trainer import STOP_SIGNALS, RunState, Trainer
 
@@ -63,11 +63,12 @@ def _fit(trainer: Trainer, stop_on_signals: bool) -> RunState:
 
 
 def _tune_process(device: torch.device, tune_malloc: bool) -> None:
-    """Process-wide settings for a training run. CPU: keep freed memory for reuse (hostmemory). CUDA:
+    """Process-wide settings for a training run. CPU: keep freed memory for reuse, in a heap of huge
+    pages (hostmemory). CUDA:
     cuDNN times its convolution algorithms once per shape and keeps the fastest (the training shapes
     are fixed), as the reference's train.py sets."""
-    if device.type == "cpu" and tune_malloc:
-        keep_freed_memory()
+    if device.type == "cpu" and tune_malloc and keep_freed_memory():
+        heap_in_huge_pages()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
@@ -139,7 +140,7 @@ def train(model: ModelConfig, train_config: TrainConfig, run_dir: str | Path, tr
     or an original authors' checkpoint folder (its latest g_ file, as their train.py resumes).
     init: a pretrained generator (any format or registered name) to start from; its discriminators and
     (with keep_optimizers, scaled by lr_scale) optimiser states come along when the checkpoint has them.
-    tune_malloc: on CPU, keep freed memory for reuse (hostmemory.keep_freed_memory); process-wide. On CUDA
+    tune_malloc: on CPU, keep freed memory for reuse, in a heap of huge pages (hostmemory); process-wide. On CUDA
     the run turns on torch.backends.cudnn.benchmark, as the reference does.
     stop_on_signals: SIGINT / SIGTERM stop the run after the current step, with a checkpoint, and raise
     TrainingInterrupted (a second SIGINT interrupts at once); main thread only.
