@@ -253,6 +253,11 @@ class _Geometry:
     def phases(self) -> int:
         return self.dilation * self.stride  # one of the two is 1
 
+    @property
+    def row_channels(self) -> int:
+        """Channels of a row the blocks read: a stride's phases lie side by side as channels."""
+        return self.stride * self.channels
+
     def phase_spans(self) -> Iterator[tuple[int, int, int, int]]:
         """(phase r, first and last + 1 sample v of the phase's row that hold input, the input sample at
         the first): row sample v of phase r is input sample d * v + r - padding (d phases)."""
@@ -278,7 +283,7 @@ class _Geometry:
 
 def _to_phases(x: torch.Tensor, g: _Geometry) -> torch.Tensor:
     """x (N, T, C) -> the zero-padded rows (N * d, padded, s * C) the blocks read."""
-    rows = x.new_empty(g.items * g.dilation, g.padded, g.stride * g.channels)
+    rows = x.new_empty(g.items * g.dilation, g.padded, g.row_channels)
     views = g.phase_views(rows)
     filled = [(0, 0)] * g.phases
     for phase, first, last, start in g.phase_spans():
@@ -388,7 +393,7 @@ def _input_gradient(basis: Basis, geometry: _Geometry, grad_coefficients: torch.
     """The blocks' coefficient gradients taken back through the block transform, summed onto the input samples."""
     g = geometry
     block, hop, rows = basis.block, basis.kept, g.items * g.dilation
-    channels, per_group = g.stride * g.channels, g.stride * g.channels // g.groups
+    channels, per_group = g.row_channels, g.row_channels // g.groups
     windows = _transform_back(basis.signal.T, grad_coefficients)  # (n, G, N * d * blocks, s * i)
     windows = windows.view(block, g.groups, rows, g.blocks, per_group).permute(2, 3, 0, 1, 4)  # (N * d, blocks, n, G, s * i)
     # Without phases, one row long enough that _from_phases returns a view of it, not a copy.
@@ -409,9 +414,8 @@ def _input_gradient(basis: Basis, geometry: _Geometry, grad_coefficients: torch.
 def _weight_gradient(basis: Basis, geometry: _Geometry, kernel_size: int, grad_weights: torch.Tensor) -> torch.Tensor:
     """d loss / d weight (C_out, C_in / G, k) from the gradients of the kernel's coefficients
     (parts, P / parts * G, o, s * i): their images under the kernel transform's transpose."""
-    taps = basis.kernel_size
-    grad = (grad_weights.view(basis.kernel.shape[0], -1).T @ basis.kernel).view(-1, geometry.stride * geometry.channels
-                                                                                // geometry.groups, taps)
+    per_group = geometry.row_channels // geometry.groups
+    grad = (grad_weights.view(basis.kernel.shape[0], -1).T @ basis.kernel).view(-1, per_group, basis.kernel_size)
     return _strided_weight_gradient(grad, geometry.stride, kernel_size)
 
 
