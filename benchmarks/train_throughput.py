@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_training import ReferenceStep  # noqa: E402
 
 from hifigan.config import TrainConfig, model_preset  # noqa: E402
-from hifigan.hostmemory import heap_in_huge_pages, keep_freed_memory  # noqa: E402
+from hifigan.hostmemory import tune_heap_for_training  # noqa: E402
 from hifigan.train.trainer import Trainer  # noqa: E402
 
 
@@ -89,9 +89,7 @@ def main() -> None:
                         help="glibc's default allocator settings instead of what `hifigan train` sets on CPU")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    allocator = "glibc default"
-    if not args.system_malloc and keep_freed_memory():  # as `hifigan train` sets on the CPU
-        allocator = "freed memory kept, heap in huge pages" if heap_in_huge_pages() else "freed memory kept"
+    allocator = "glibc default" if args.system_malloc else tune_heap_for_training()  # as `hifigan train` on the CPU
     rng = np.random.default_rng(0)
     print(f"batch {args.batch} x {args.segment} samples, {args.threads} threads, device cpu, "
           f"fp32 matmul {matmul_rate() / 1e9:.0f} GFLOP/s, malloc: {allocator} (both paths)")

@@ -328,15 +328,14 @@ def test_process_settings_by_device(monkeypatch):
     from hifigan.train import run as run_module
 
     calls = []
-    monkeypatch.setattr(run_module, "keep_freed_memory", lambda: calls.append("malloc") or True)
-    monkeypatch.setattr(run_module, "heap_in_huge_pages", lambda: calls.append("huge pages"))
+    monkeypatch.setattr(run_module, "tune_heap_for_training", lambda: calls.append("malloc"))
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     run_module._tune_process(torch.device("cpu"), tune_malloc=False)
     assert calls == [] and not torch.backends.cudnn.benchmark
     run_module._tune_process(torch.device("cpu"), tune_malloc=True)
-    assert calls == ["malloc", "huge pages"] and not torch.backends.cudnn.benchmark
+    assert calls == ["malloc"] and not torch.backends.cudnn.benchmark
     run_module._tune_process(torch.device("cuda", 0), tune_malloc=True)
-    assert calls == ["malloc", "huge pages"] and torch.backends.cudnn.benchmark
+    assert calls == ["malloc"] and torch.backends.cudnn.benchmark
 
 
 def test_cli_train_and_refusals(clips, tmp_path, capsys, monkeypatch):

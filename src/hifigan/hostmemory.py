@@ -80,7 +80,8 @@ def heap_in_huge_pages(reserve: int | None = None) -> bool:
     limit), or the heap could not grow."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    if "[never]" in _read(THP_ENABLED) or not _read(THP_ENABLED) or _read(OVERCOMMIT).strip() == "2":
+    huge_pages = _read(THP_ENABLED)
+    if not huge_pages or "[never]" in huge_pages or _read(OVERCOMMIT).strip() == "2":
         return False
     if reserve is None:
         reserve = min(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2, 32 << 30)
@@ -93,3 +94,11 @@ def heap_in_huge_pages(reserve: int | None = None) -> bool:
     if heap is None or heap[1] - heap[0] < reserve:  # served elsewhere than the heap (it could not grow there)
         return False
     return libc.madvise(heap[0], heap[1] - heap[0], MADV_HUGEPAGE) == 0
+
+
+def tune_heap_for_training() -> str:
+    """What `hifigan train` sets on the CPU: freed memory kept, then the heap in huge pages (which
+    needs the first). Returns what took effect, for reports."""
+    if not keep_freed_memory():
+        return "glibc default"
+    return "freed memory kept, heap in huge pages" if heap_in_huge_pages() else "freed memory kept"

@@ -15,7 +15,7 @@ from ..checkpoint import Checkpoint, NATIVE_FORMAT, read_native, safe_load, weig
 from ..config import ModelConfig, TrainConfig
 from ..data import Example
 from ..errors import CheckpointError, ConfigError
-from ..hostmemory import heap_in_huge_pages, keep_freed_memory
+from ..hostmemory import tune_heap_for_training
 from .distributed import init_from_env, shutdown
 from .trainer import STOP_SIGNALS, RunState, Trainer
 
@@ -67,8 +67,8 @@ def _tune_process(device: torch.device, tune_malloc: bool) -> None:
     pages (hostmemory). CUDA:
     cuDNN times its convolution algorithms once per shape and keeps the fastest (the training shapes
     are fixed), as the reference's train.py sets."""
-    if device.type == "cpu" and tune_malloc and keep_freed_memory():
-        heap_in_huge_pages()
+    if device.type == "cpu" and tune_malloc:
+        tune_heap_for_training()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
