@@ -6,9 +6,13 @@ import pytest
 import torch
 from torch import nn
 
+from hifigan import discriminators
+from hifigan.blockconv import block_conv1d, dft_basis, winograd_basis
 from hifigan.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator, ScaleDiscriminator, frozen_weights
 from hifigan.formats.common import to_legacy_norm
-from hifigan.layers import _SpectralDivision, hangs_in_cpu_fp16, spectral_norm, spectral_norm_vectors
+from hifigan.layers import (_SpectralDivision, _WeightNormFactors, hangs_in_cpu_fp16, spectral_norm, spectral_norm_vectors,
+                            weight_norm, weight_norm_factors)
+from hifigan.matmulconv import matmul_conv1d
 
 TINY_MPD = dict(channels=(4, 8, 8, 16))
 TINY_MSD = dict(channels=(16, 16, 16, 16, 16, 16, 16))
@@ -120,15 +124,20 @@ def test_frozen_weights_are_computed_once_and_leave_spectral_norm_running():
     conv.parametrizations.weight.register_forward_hook(lambda *_: calls.append(1))
     with frozen_weights([mpd, msd]):
         got = [mpd(audio), msd(audio), msd(audio)]
-        assert len(calls) == 1  # normalised on entry only, not on each of the calls
+        assert calls == []  # fp32 on the CPU: the kernels scale their outputs by g / ||v||, no weight is formed
+        v, scale = conv.frozen_factors
+        assert v._base is None and not v.requires_grad and scale.shape == (conv.out_channels,)
     for (ours, theirs) in zip(got, expected):  # the same values; the spectral scale still advances per call
         for (logits, maps), (ref_logits, ref_maps) in zip(ours, theirs):
             torch.testing.assert_close(logits, ref_logits, rtol=0, atol=0)
     for key, value in plain_msd.state_dict().items():
         torch.testing.assert_close(msd.state_dict()[key], value, rtol=0, atol=0)
-    assert "frozen_weight" not in conv.__dict__  # gone on exit
+    assert "frozen_factors" not in conv.__dict__  # gone on exit
     with frozen_weights([mpd], dtype=torch.bfloat16):
         assert conv.frozen_weight.dtype == torch.bfloat16 and not conv.frozen_weight.requires_grad
+        mpd(audio.bfloat16())
+        assert len(calls) == 1  # normalised (and cast) on entry only, not on each call
+    assert "frozen_weight" not in conv.__dict__
 
 
 def test_gradients_reach_the_input():
@@ -252,3 +261,68 @@ def test_only_small_depthwise_wide_kernels_leave_cpu_fp16():
         assert hangs_in_cpu_fp16(nn.Conv1d(16, 16, 41, groups=16), x16.float())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not hangs_in_cpu_fp16(nn.Conv1d(16, 16, 41, groups=16), x16.float())
+
+
+def _weight_normed_conv(in_channels: int, out_channels: int, k: int, stride: int, groups: int = 1) -> nn.Conv1d:
+    torch.manual_seed(4)
+    conv = weight_norm(nn.Conv1d(in_channels, out_channels, k, stride, padding=k // 2, groups=groups)).double()
+    with torch.no_grad():  # magnitudes unlike the direction's norms, so that the scale matters
+        conv.parametrizations.weight.original0.uniform_(0.5, 2.0)
+    return conv
+
+
+@pytest.mark.parametrize("kernel, k, stride, groups", [("matmul", 5, 3, 1), ("winograd", 5, 1, 1), ("dft", 41, 4, 4)])
+def test_weight_norm_factors_give_weight_norms_outputs_and_gradients(kernel, k, stride, groups):
+    """A kernel computing with v and scaling its outputs by g / ||v|| equals the conv with the normalised
+    weight, and the gradients reaching v, g, the bias and the input are weight norm's."""
+    conv = _weight_normed_conv(4, 8, k, stride, groups)
+    x = torch.randn(2, 4, 150, dtype=torch.float64, requires_grad=True)
+    v, g = conv.parametrizations.weight.original1, conv.parametrizations.weight.original0
+
+    def run(weight, scale):
+        if kernel == "matmul":
+            return matmul_conv1d(x, weight, conv.bias, stride=stride, padding=k // 2, scale=scale)
+        basis = winograd_basis(k) if kernel == "winograd" else dft_basis(32, -(-k // stride))
+        return block_conv1d(x, weight, conv.bias, basis, stride=stride, padding=k // 2, groups=groups, scale=scale)
+
+    expected = conv(x)
+    target = torch.randn_like(expected)
+    wanted = torch.autograd.grad((expected * target).sum(), (v, g, conv.bias, x))
+    got = run(*weight_norm_factors(conv))
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+    for ours, theirs in zip(torch.autograd.grad((got * target).sum(), (v, g, conv.bias, x)), wanted):
+        torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-9)
+    assert torch.autograd.gradcheck(lambda v, g: run(*_WeightNormFactors.apply(v, g)), (v.detach().requires_grad_(),
+                                                                                      g.detach().requires_grad_()))
+
+
+def test_weight_norm_factors_without_gradients_or_weight_norm():
+    conv = _weight_normed_conv(4, 6, 3, 1)
+    with torch.no_grad():
+        v, scale = weight_norm_factors(conv)
+    assert v._base is None and not v.requires_grad and v.data_ptr() == conv.parametrizations.weight.original1.data_ptr()
+    torch.testing.assert_close(v * scale.view(-1, 1, 1), conv.weight.detach(), rtol=1e-12, atol=0)
+    with torch.no_grad():
+        conv.parametrizations.weight.original0[2] = 0.0
+    assert weight_norm_factors(conv) is None  # g = 0: its gradient needs the normalised weight
+    assert weight_norm_factors(nn.Conv1d(4, 6, 3)) is None
+    assert weight_norm_factors(spectral_norm(nn.Conv1d(4, 6, 3))) is None
+
+
+def test_discriminator_step_gradients_do_not_depend_on_the_fold():
+    """The CPU kernels' weight-norm fold (fp32) gives the gradients the normalised weights give."""
+    torch.manual_seed(5)
+    mpd = MultiPeriodDiscriminator(channels=(8, 16, 32, 64))
+    audio = torch.randn(2, 1, 3000)
+
+    def gradients():
+        mpd.zero_grad()
+        sum(logits.square().sum() for logits, _ in mpd(audio)).backward()
+        return [p.grad.clone() for p in mpd.parameters()]
+
+    folded = gradients()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(discriminators, "weight_norm_factors", lambda conv: None)
+        unfolded = gradients()
+    for ours, theirs in zip(folded, unfolded):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4 * theirs.abs().max().item())

@@ -308,23 +308,30 @@ def _from_phases(rows: torch.Tensor, g: _Geometry) -> torch.Tensor:
     return x
 
 
-def _write_outputs(blocks: torch.Tensor, target: torch.Tensor, bias: torch.Tensor | None) -> None:
-    """The first L of the B * m outputs of blocks (N, B, m, G, o) (plus bias (G, o)) into target (N, L, G, o):
-    full blocks in one copy, the last one's kept outputs in another."""
+def _write_outputs(blocks: torch.Tensor, target: torch.Tensor, bias: torch.Tensor | None,
+                   scale: torch.Tensor | None) -> None:
+    """The first L of the B * m outputs of blocks (N, B, m, G, o) (times scale, plus bias; both (G, o))
+    into target (N, L, G, o): full blocks in one pass, the last one's kept outputs in another."""
     items, _, kept, groups, per_group = blocks.shape
     full, rest = divmod(target.shape[1], kept)
     pieces = [(blocks[:, :full], target[:, :full * kept].view(items, full, kept, groups, per_group))]
     if rest:
         pieces.append((blocks[:, full:full + 1, :rest], target[:, full * kept:].unsqueeze(1)))
     for source, out in pieces:
-        if bias is None:
-            out.copy_(source)
-        else:
+        if scale is not None and bias is not None:
+            torch.addcmul(bias, source, scale, out=out)
+        elif scale is not None:
+            torch.mul(source, scale, out=out)
+        elif bias is not None:
             torch.add(source, bias, out=out)
+        else:
+            out.copy_(source)
 
 
-def _gather_outputs(blocks: torch.Tensor, g: _Geometry, bias: torch.Tensor | None) -> torch.Tensor:
-    """blocks (N * d, B, m, G, o), any strides -> outputs (N, T_out, G * o) contiguous, phases interleaved."""
+def _gather_outputs(blocks: torch.Tensor, g: _Geometry, bias: torch.Tensor | None,
+                    scale: torch.Tensor | None) -> torch.Tensor:
+    """blocks (N * d, B, m, G, o), any strides -> outputs (N, T_out, G * o) contiguous, phases interleaved
+    (times scale, plus bias: each (G, o) or None)."""
     *_, groups, per_group = blocks.shape
     d = g.dilation
     phase_length = -(-g.length_out // d)
@@ -332,26 +339,31 @@ def _gather_outputs(blocks: torch.Tensor, g: _Geometry, bias: torch.Tensor | Non
     by_phase = blocks.view(g.items, d, *blocks.shape[1:])
     interleaved = out.view(g.items, phase_length, d, groups, per_group)
     for phase in range(d):
-        _write_outputs(by_phase[:, phase], interleaved[:, :, phase], bias)
+        _write_outputs(by_phase[:, phase], interleaved[:, :, phase], bias, scale)
     return out if phase_length * d == g.length_out else out[:, :g.length_out].contiguous()
 
 
-def _phase_gradients(grad_y: torch.Tensor, g: _Geometry, length: int) -> torch.Tensor:
-    """grad_y (N, T_out, C) -> (N * d, length, C): each dilation phase's output gradients, zero past its end."""
+def _phase_gradients(grad_y: torch.Tensor, g: _Geometry, length: int, scale: torch.Tensor | None) -> torch.Tensor:
+    """grad_y (N, T_out, C) (times scale (C,), the outputs' factor) -> (N * d, length, C): each dilation
+    phase's output gradients, zero past its end."""
     d = g.dilation
     grads = grad_y.new_empty(g.items, d, length, grad_y.shape[-1])
     for phase in range(d):
         phase_grads = grad_y[:, phase::d]
-        grads[:, phase, :phase_grads.shape[1]] = phase_grads
+        if scale is None:
+            grads[:, phase, :phase_grads.shape[1]] = phase_grads
+        else:
+            torch.mul(phase_grads, scale, out=grads[:, phase, :phase_grads.shape[1]])
         grads[:, phase, phase_grads.shape[1]:].zero_()
     return grads.view(-1, length, grad_y.shape[-1])
 
 
 class _BlockConv1d(torch.autograd.Function):
-    """x (N, T, C_in) contiguous, weight (C_out, C_in / G, k) -> (N, T_out, C_out) contiguous."""
+    """x (N, T, C_in) contiguous, weight (C_out, C_in / G, k) -> (N, T_out, C_out) contiguous; scale (C_out,)
+    multiplies the outputs before the bias is added and is a constant (no gradient)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, basis: Basis, padding: int, dilation: int, stride: int, groups: int):
+    def forward(ctx, x, weight, bias, scale, basis: Basis, padding: int, dilation: int, stride: int, groups: int):
         basis = basis.to(x.dtype)
         items, length, channels = x.shape
         length_out = (length + 2 * padding - dilation * (weight.shape[-1] - 1) - 1) // stride + 1
@@ -365,16 +377,18 @@ class _BlockConv1d(torch.autograd.Function):
         products = _product(_split(coefficients, groups, basis.parts), _transposed(weights))
         outputs = _transform_back(basis.inverse, products)  # (m, G, N * d * blocks, o)
         by_group = outputs.view(basis.kept, groups, items * dilation, blocks, -1).permute(2, 3, 0, 1, 4)
-        y = _gather_outputs(by_group, geometry, None if bias is None else bias.view(groups, -1))
-        ctx.save_for_backward(coefficients, *weights)
+        per_group = (groups, -1)
+        y = _gather_outputs(by_group, geometry, None if bias is None else bias.view(per_group),
+                            None if scale is None else scale.view(per_group))
+        ctx.save_for_backward(scale, coefficients, *weights)
         ctx.basis, ctx.geometry, ctx.kernel_size = basis, geometry, weight.shape[-1]
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
-        coefficients, *weights = ctx.saved_tensors
+        scale, coefficients, *weights = ctx.saved_tensors
         basis, geometry = ctx.basis, ctx.geometry
-        grads = _phase_gradients(grad_y, geometry, geometry.blocks * basis.kept)
+        grads = _phase_gradients(grad_y, geometry, geometry.blocks * basis.kept, scale)
         grad_coefficients = _transform_blocks(basis.inverse.T.contiguous(), grads, geometry.blocks, basis.kept)
         grad_parts = _split(grad_coefficients, geometry.groups, basis.parts)
         grad_x = grad_w = grad_b = None
@@ -386,7 +400,7 @@ class _BlockConv1d(torch.autograd.Function):
                                       _product(_transposed(grad_parts), inputs, conjugate_b=True))
         if ctx.needs_input_grad[2]:
             grad_b = grad_y.sum((0, 1))
-        return grad_x, grad_w, grad_b, None, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None, None, None
 
 
 def _input_gradient(basis: Basis, geometry: _Geometry, grad_coefficients: torch.Tensor) -> torch.Tensor:
@@ -420,9 +434,12 @@ def _weight_gradient(basis: Basis, geometry: _Geometry, kernel_size: int, grad_w
 
 
 def block_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, basis: Basis, *,
-                 stride: int = 1, padding: int = 0, dilation: int = 1, groups: int = 1) -> torch.Tensor:
+                 stride: int = 1, padding: int = 0, dilation: int = 1, groups: int = 1,
+                 scale: torch.Tensor | None = None) -> torch.Tensor:
     """F.conv1d(x, weight, bias, stride, padding, dilation, groups) computed in blocks of `basis`,
     a basis for ceil(k / stride) taps (a stride runs as a stride-1 conv over the input's phases).
+    `scale` (C_out,), when given, multiplies each output channel before the bias is added, as a
+    constant (no gradient reaches it): weight norm's g / ||v|| (layers.weight_norm_factors).
 
     x (N, C_in, T) in any memory layout -> (N, C_out, T_out) with channels-last strides (its
     transpose(1, 2) is contiguous). It computes in float64 for float64 input, else in float32
@@ -435,8 +452,8 @@ def block_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         raise ValueError(f"a k={weight.shape[-1]}, stride-{stride} conv needs a basis for {taps} taps, "
                          f"not {basis.kernel_size}")
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    bias = None if bias is None else bias.to(dtype)
+    bias, scale = (None if t is None else t.to(dtype) for t in (bias, scale))
     with torch.autocast(x.device.type, enabled=False):
-        y = _BlockConv1d.apply(x.transpose(1, 2).to(dtype).contiguous(), weight.to(dtype), bias, basis, padding,
-                               dilation, stride, groups)
+        y = _BlockConv1d.apply(x.transpose(1, 2).to(dtype).contiguous(), weight.to(dtype), bias, scale, basis,
+                               padding, dilation, stride, groups)
     return y.transpose(1, 2)

@@ -18,6 +18,63 @@ def weight_norm(module: nn.Module) -> nn.Module:
     return parametrizations.weight_norm(module, name="weight", dim=0)
 
 
+def weight_norm_parts(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(v, g) of a module whose weight `weight_norm` normalises (w = g v / ||v||), else None."""
+    if not parametrize.is_parametrized(module, "weight"):
+        return None
+    parametrization = module.parametrizations.weight
+    if len(parametrization) != 1 or not isinstance(parametrization[0], parametrizations._WeightNorm) \
+            or parametrization[0].dim != 0:
+        return None
+    return parametrization.original1, parametrization.original0
+
+
+class _WeightNormFactors(torch.autograd.Function):
+    """(v, g) -> (v, g / ||v|| per output channel), for a conv that computes with v and scales its outputs
+    by the second, held constant (block_conv1d's and matmul_conv1d's `scale`).
+
+    Its backward adds what reaches v and g through the scale. With G the conv's gradient for v (which
+    carries the scale already): d/dv = G - <G, v> / ||v||^2 v and d/dg = <G, v> / g, per output channel.
+    These are weight norm's gradients, reached without forming g v / ||v||: the forward pass reads the
+    weight once (its norms) instead of also writing the normalised copy.
+    """
+
+    @staticmethod
+    def forward(ctx, v: torch.Tensor, g: torch.Tensor):
+        norms = torch.linalg.vector_norm(v.flatten(1), dim=1)
+        scale = g.flatten() / norms
+        ctx.save_for_backward(v, g, norms)
+        ctx.mark_non_differentiable(scale)
+        return v.view_as(v), scale
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor, _grad_scale):
+        v, g, norms = ctx.saved_tensors
+        norms = norms.view_as(g)
+        # Weight norm's own backward kernel for w = ||v|| v / ||v|| (g = ||v||, the scale 1) gives
+        # G - <G, v> / ||v||^2 v and <G, v> / ||v||; the true g's gradient is <G, v> / g.
+        grad_v, grad_unit = torch.ops.aten._weight_norm_interface_backward(grad.contiguous(), v, norms, norms, 0)
+        return grad_v, grad_unit * norms / g
+
+
+def weight_norm_factors(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(v, g / ||v||) of a weight-normalised module, for convs that scale their outputs instead of
+    normalising the weight (`scale` of block_conv1d and matmul_conv1d); gradients reach v and g as they
+    would through the normalised weight. Where no gradient is wanted, v is a detached alias of the
+    parameter. None for a module without weight norm, or with some g = 0 (whose gradient the scaled
+    outputs cannot give)."""
+    parts = weight_norm_parts(module)
+    if parts is None:
+        return None
+    v, g = parts
+    if not bool(torch.all(g != 0)):
+        return None
+    if torch.is_grad_enabled() and (v.requires_grad or g.requires_grad):
+        return _WeightNormFactors.apply(v, g)
+    with torch.no_grad():
+        return v.detach(), g.flatten() / torch.linalg.vector_norm(v.flatten(1), dim=1)
+
+
 class _SpectralDivision(torch.autograd.Function):
     """weight / sigma with sigma = u . (W v), u and v held constant: torch's spectral-norm output.
 

@@ -43,46 +43,57 @@ def _fold(columns: torch.Tensor, shape: tuple[int, int, int], kernel_size: int, 
 
 
 class _MatmulConv1d(torch.autograd.Function):
-    """x (N, T, C_in) contiguous, weight (C_out, C_in, k) -> (N, T_out, C_out), computed in `dtype`."""
+    """x (N, T, C_in) contiguous, weight (C_out, C_in, k) -> (N, T_out, C_out), computed in `dtype`; scale
+    (C_out,) multiplies the outputs before the bias is added and is a constant (no gradient)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride: int, padding: int, dtype: torch.dtype):
+    def forward(ctx, x, weight, bias, scale, stride: int, padding: int, dtype: torch.dtype):
         n, length, _ = x.shape
         out_channels, _, kernel_size = weight.shape
         length_out = (length + 2 * padding - kernel_size) // stride + 1
         columns = _unfold(x.to(dtype), kernel_size, stride, padding, length_out)
         matrix = weight.to(dtype).reshape(out_channels, -1)
-        if bias is None:
+        if bias is None or scale is not None:
             y = columns @ matrix.t()
         else:
             y = torch.addmm(bias.to(dtype), columns, matrix.t())
-        ctx.save_for_backward(columns, matrix)
+        if scale is not None:  # y * scale + bias, in place
+            scale = scale.to(dtype)
+            if bias is None:
+                y.mul_(scale)
+            else:
+                torch.addcmul(bias.to(dtype), y, scale, out=y)
+        ctx.save_for_backward(columns, matrix, scale)
         ctx.geometry = (x.shape, x.dtype, weight.shape, weight.dtype, kernel_size, stride, padding)
         return y.view(n, length_out, out_channels)
 
     @staticmethod
     def backward(ctx, grad_y):
-        columns, matrix = ctx.saved_tensors
+        columns, matrix, scale = ctx.saved_tensors
         x_shape, x_dtype, w_shape, w_dtype, kernel_size, stride, padding = ctx.geometry
-        grad = grad_y.reshape(-1, w_shape[0]).to(matrix.dtype)
+        grad_outputs = grad_y.reshape(-1, w_shape[0]).to(matrix.dtype)
+        grad = grad_outputs if scale is None else grad_outputs * scale
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_x = _fold(grad @ matrix, x_shape, kernel_size, stride, padding).to(x_dtype)
         if ctx.needs_input_grad[1]:
             grad_w = (grad.t() @ columns).view(w_shape).to(w_dtype)
         if ctx.needs_input_grad[2]:
-            grad_b = grad.sum(0, dtype=torch.float32).to(w_dtype)
-        return grad_x, grad_w, grad_b, None, None, None
+            # summed in fp32 at least: 16-bit sums over thousands of positions lose too much
+            grad_b = grad_outputs.sum(0, dtype=torch.promote_types(grad_outputs.dtype, torch.float32)).to(w_dtype)
+        return grad_x, grad_w, grad_b, None, None, None, None
 
 
 def matmul_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, stride: int = 1,
-                  padding: int = 0) -> torch.Tensor:
-    """F.conv1d(x, weight, bias, stride, padding) for ungrouped convs, as one matrix product.
+                  padding: int = 0, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """F.conv1d(x, weight, bias, stride, padding) for ungrouped convs, as one matrix product. `scale`
+    (C_out,), when given, multiplies each output channel before the bias is added, as a constant (no
+    gradient reaches it): weight norm's g / ||v|| (layers.weight_norm_factors).
 
     x (N, C_in, T) in any memory layout -> (N, C_out, T_out) with channels-last strides (its
     transpose(1, 2) is contiguous). Under autocast it computes in the autocast dtype, as a conv would.
     """
     dtype = compute_dtype(x)
     with torch.autocast(x.device.type, enabled=False):
-        y = _MatmulConv1d.apply(x.transpose(1, 2).contiguous(), weight, bias, stride, padding, dtype)
+        y = _MatmulConv1d.apply(x.transpose(1, 2).contiguous(), weight, bias, scale, stride, padding, dtype)
     return y.transpose(1, 2)
