@@ -10,7 +10,7 @@ from hifigan import discriminators
 from hifigan.blockconv import block_conv1d, dft_basis, winograd_basis
 from hifigan.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator, ScaleDiscriminator, frozen_weights
 from hifigan.formats.common import to_legacy_norm
-from hifigan.layers import (_SpectralDivision, _WeightNormFactors, hangs_in_cpu_fp16, spectral_norm, spectral_norm_vectors,
+from hifigan.layers import (_SpectralDivision, _SpectralScales, _WeightNormFactors, hangs_in_cpu_fp16, spectral_norm, spectral_norm_vectors,
                             weight_norm, weight_norm_factors)
 from hifigan.matmulconv import matmul_conv1d
 
@@ -201,8 +201,8 @@ def test_scale_discriminator_cpu_kernels_equal_channels_first():
             assert d.kernels_for(torch.float64) == d.kernels_for(torch.float32)
             assert d.kernels_for(torch.bfloat16) == ("matmul", last, last, first, first, first, "matmul")
             assert d.kernels_for(torch.float16) == ("matmul", first, first, first, first, first, "matmul")
-        if name in ("matmul", "blocks"):  # each map in the layout of the kernel that reads it next
-            expected_layouts = {"matmul": (0, 2, 4, 5), "blocks": (0, 2, 3, 4, 5)}[name]
+        if name in ("matmul", "blocks"):  # each map in the layout of the kernel that reads it next (conv_post: matmul)
+            expected_layouts = {"matmul": (0, 2, 4, 5, 6), "blocks": (0, 2, 3, 4, 5, 6)}[name]
             for i, m in enumerate(maps[:-1]):
                 channels_last = not m.is_contiguous() and m.transpose(1, 2).is_contiguous()
                 assert channels_last == (i in expected_layouts), (name, i)
@@ -326,3 +326,61 @@ def test_discriminator_step_gradients_do_not_depend_on_the_fold():
         unfolded = gradients()
     for ours, theirs in zip(folded, unfolded):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4 * theirs.abs().max().item())
+
+
+@pytest.mark.parametrize("kernel", ["matmul", "dft"])
+def test_a_per_item_output_scale_gets_its_gradient(kernel):
+    """scale (N, 1, 1) multiplies each item's outputs; its gradient, and the others', pass gradcheck."""
+    torch.manual_seed(6)
+    x = torch.randn(4, 4, 40, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(6, 2 if kernel == "dft" else 4, 5, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    scale = torch.rand(4, 1, 1, dtype=torch.float64).add(0.5).requires_grad_()
+
+    def run(x, weight, bias, scale):
+        if kernel == "matmul":
+            return matmul_conv1d(x, weight, bias, stride=2, padding=2, scale=scale)
+        return block_conv1d(x, weight, bias, dft_basis(16, 3), stride=2, padding=2, groups=2, scale=scale)
+
+    expected = torch.nn.functional.conv1d(x, weight, bias, 2, 2, groups=2 if kernel == "dft" else 1)
+    expected = (expected - bias.view(-1, 1)) * scale + bias.view(-1, 1)
+    torch.testing.assert_close(run(x, weight, bias, scale), expected, rtol=1e-9, atol=1e-9)
+    assert torch.autograd.gradcheck(run, (x, weight, bias, scale))
+
+
+def test_spectral_scales_pass_gradcheck_and_match_the_division():
+    conv = spectral_norm(nn.Conv1d(4, 6, 3)).double()
+    weight = conv.parametrizations.weight.original
+    u, v = conv.parametrizations.weight[0]._u.double(), conv.parametrizations.weight[0]._v.double()
+    us, vs = torch.stack([u, 2 * u]), torch.stack([v, v])
+    scales = _SpectralScales.apply(weight, us, vs)
+    for scale, (u_i, v_i) in zip(scales, zip(us, vs)):
+        divided = _SpectralDivision.apply(weight, u_i, v_i)
+        torch.testing.assert_close(weight * scale, divided, rtol=1e-12, atol=0)
+    assert torch.autograd.gradcheck(lambda w: _SpectralScales.apply(w, us, vs), (weight.detach().requires_grad_(),))
+
+
+def test_parts_in_one_batch_give_the_gradients_of_parts_in_turn():
+    """The spectral-normalised scale's parts in one batch (each conv scaled by each call's 1 / sigma)
+    give the weight gradients and power-iteration state of calls in turn."""
+    torch.manual_seed(7)
+    together = MultiScaleDiscriminator(**TINY_MSD)
+    in_turn = copy.deepcopy(together)
+    audio = torch.randn(4, 1, 3000)
+    assert together.discriminators[0].takes_parts_together(audio)
+
+    def gradients(msd):
+        msd.zero_grad()
+        sum(logits.square().sum() + sum(m.abs().mean() for m in maps) for logits, maps in msd(audio, parts=2)).backward()
+        return [p.grad.clone() for p in msd.parameters()]
+
+    ours = gradients(together)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ScaleDiscriminator, "takes_parts_together", lambda self, audio: False)
+        theirs = gradients(in_turn)
+        with pytest.raises(ValueError, match="computes parts only in turn"):
+            in_turn.discriminators[0](audio, parts=2)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
+    for key, value in in_turn.state_dict().items():
+        torch.testing.assert_close(together.state_dict()[key], value, rtol=1e-5, atol=1e-6)

@@ -39,6 +39,7 @@ from typing import Iterator
 import torch
 
 from .fftconv import _unit_circle
+from .layers import output_scale_gradient
 
 WINOGRAD_POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))  # and infinity: F(4, 5)
 FULL_PRECISION = (torch.float32, torch.float64)  # the dtypes whose convs are worth computing in blocks
@@ -310,8 +311,9 @@ def _from_phases(rows: torch.Tensor, g: _Geometry) -> torch.Tensor:
 
 def _write_outputs(blocks: torch.Tensor, target: torch.Tensor, bias: torch.Tensor | None,
                    scale: torch.Tensor | None) -> None:
-    """The first L of the B * m outputs of blocks (N, B, m, G, o) (times scale, plus bias; both (G, o))
-    into target (N, L, G, o): full blocks in one pass, the last one's kept outputs in another."""
+    """The first L of the B * m outputs of blocks (N, B, m, G, o) (times scale, (G, o) or (N, 1, 1, 1, 1),
+    plus bias (G, o)) into target (N, L, G, o): full blocks in one pass, the last one's kept outputs in
+    another."""
     items, _, kept, groups, per_group = blocks.shape
     full, rest = divmod(target.shape[1], kept)
     pieces = [(blocks[:, :full], target[:, :full * kept].view(items, full, kept, groups, per_group))]
@@ -331,7 +333,7 @@ def _write_outputs(blocks: torch.Tensor, target: torch.Tensor, bias: torch.Tenso
 def _gather_outputs(blocks: torch.Tensor, g: _Geometry, bias: torch.Tensor | None,
                     scale: torch.Tensor | None) -> torch.Tensor:
     """blocks (N * d, B, m, G, o), any strides -> outputs (N, T_out, G * o) contiguous, phases interleaved
-    (times scale, plus bias: each (G, o) or None)."""
+    (times scale, (G, o) or (N, 1, 1, 1, 1), plus bias (G, o); either may be None)."""
     *_, groups, per_group = blocks.shape
     d = g.dilation
     phase_length = -(-g.length_out // d)
@@ -343,9 +345,14 @@ def _gather_outputs(blocks: torch.Tensor, g: _Geometry, bias: torch.Tensor | Non
     return out if phase_length * d == g.length_out else out[:, :g.length_out].contiguous()
 
 
+def _grouped_scale(scale: torch.Tensor, groups: int) -> torch.Tensor:
+    """An output scale, (C,) per channel or (N, 1, 1) per item, shaped for blocks' outputs (N, B, m, G, o)."""
+    return scale.view(groups, -1) if scale.dim() == 1 else scale.view(len(scale), 1, 1, 1, 1)
+
+
 def _phase_gradients(grad_y: torch.Tensor, g: _Geometry, length: int, scale: torch.Tensor | None) -> torch.Tensor:
-    """grad_y (N, T_out, C) (times scale (C,), the outputs' factor) -> (N * d, length, C): each dilation
-    phase's output gradients, zero past its end."""
+    """grad_y (N, T_out, C) (times scale, the outputs' factor: (C,) or (N, 1, 1)) -> (N * d, length, C):
+    each dilation phase's output gradients, zero past its end."""
     d = g.dilation
     grads = grad_y.new_empty(g.items, d, length, grad_y.shape[-1])
     for phase in range(d):
@@ -359,8 +366,8 @@ def _phase_gradients(grad_y: torch.Tensor, g: _Geometry, length: int, scale: tor
 
 
 class _BlockConv1d(torch.autograd.Function):
-    """x (N, T, C_in) contiguous, weight (C_out, C_in / G, k) -> (N, T_out, C_out) contiguous; scale (C_out,)
-    multiplies the outputs before the bias is added and is a constant (no gradient)."""
+    """x (N, T, C_in) contiguous, weight (C_out, C_in / G, k) -> (N, T_out, C_out) contiguous; scale ((C_out,)
+    or (N, 1, 1)) multiplies the outputs before the bias is added."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, scale, basis: Basis, padding: int, dilation: int, stride: int, groups: int):
@@ -377,16 +384,17 @@ class _BlockConv1d(torch.autograd.Function):
         products = _product(_split(coefficients, groups, basis.parts), _transposed(weights))
         outputs = _transform_back(basis.inverse, products)  # (m, G, N * d * blocks, o)
         by_group = outputs.view(basis.kept, groups, items * dilation, blocks, -1).permute(2, 3, 0, 1, 4)
-        per_group = (groups, -1)
-        y = _gather_outputs(by_group, geometry, None if bias is None else bias.view(per_group),
-                            None if scale is None else scale.view(per_group))
-        ctx.save_for_backward(scale, coefficients, *weights)
+        y = _gather_outputs(by_group, geometry, None if bias is None else bias.view(groups, -1),
+                            None if scale is None else _grouped_scale(scale, groups))
+        scale_gradient = ctx.needs_input_grad[3]
+        ctx.save_for_backward(scale, y if scale_gradient else None, bias if scale_gradient else None,
+                              coefficients, *weights)
         ctx.basis, ctx.geometry, ctx.kernel_size = basis, geometry, weight.shape[-1]
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
-        scale, coefficients, *weights = ctx.saved_tensors
+        scale, y, bias, coefficients, *weights = ctx.saved_tensors
         basis, geometry = ctx.basis, ctx.geometry
         grads = _phase_gradients(grad_y, geometry, geometry.blocks * basis.kept, scale)
         grad_coefficients = _transform_blocks(basis.inverse.T.contiguous(), grads, geometry.blocks, basis.kept)
@@ -400,7 +408,8 @@ class _BlockConv1d(torch.autograd.Function):
                                       _product(_transposed(grad_parts), inputs, conjugate_b=True))
         if ctx.needs_input_grad[2]:
             grad_b = grad_y.sum((0, 1))
-        return grad_x, grad_w, grad_b, None, None, None, None, None, None
+        grad_scale = output_scale_gradient(y, bias, scale, grad_y) if ctx.needs_input_grad[3] else None
+        return grad_x, grad_w, grad_b, grad_scale, None, None, None, None, None
 
 
 def _input_gradient(basis: Basis, geometry: _Geometry, grad_coefficients: torch.Tensor) -> torch.Tensor:
@@ -438,8 +447,9 @@ def block_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
                  scale: torch.Tensor | None = None) -> torch.Tensor:
     """F.conv1d(x, weight, bias, stride, padding, dilation, groups) computed in blocks of `basis`,
     a basis for ceil(k / stride) taps (a stride runs as a stride-1 conv over the input's phases).
-    `scale` (C_out,), when given, multiplies each output channel before the bias is added, as a
-    constant (no gradient reaches it): weight norm's g / ||v|| (layers.weight_norm_factors).
+    `scale`, (C_out,) per output channel or (N, 1, 1) per item, multiplies the outputs before the bias
+    is added: weight norm's g / ||v|| (layers.weight_norm_factors, a constant for the conv) or spectral
+    norm's 1 / sigma (layers.spectral_norm_factors, whose gradient the conv computes).
 
     x (N, C_in, T) in any memory layout -> (N, C_out, T_out) with channels-last strides (its
     transpose(1, 2) is contiguous). It computes in float64 for float64 input, else in float32

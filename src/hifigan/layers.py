@@ -75,6 +75,34 @@ def weight_norm_factors(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor] 
         return v.detach(), g.flatten() / torch.linalg.vector_norm(v.flatten(1), dim=1)
 
 
+def output_scale_gradient(y: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor,
+                          grad_y: torch.Tensor) -> torch.Tensor:
+    """d loss / d scale for a conv's outputs y = scale * z + bias, z what the conv itself computes
+    (recovered as (y - bias) / scale, so scale must not be 0): grad_y * z summed to scale's shape."""
+    product = y * grad_y if bias is None else (y - bias).mul_(grad_y)
+    return product.sum_to_size(scale.shape).div_(scale)
+
+
+class _SpectralScales(torch.autograd.Function):
+    """weight (C_out, ...), the power iteration's u and v for each of `parts` calls (parts, C_out),
+    (parts, n) -> 1 / sigma per call (parts,), sigma = u . (W v) with u and v held constant, as torch's
+    spectral norm computes it: for a conv that computes with W and scales its outputs by 1 / sigma."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, us: torch.Tensor, vs: torch.Tensor) -> torch.Tensor:
+        rows = weight.flatten(1)
+        sigmas = torch.stack([torch.vdot(u, torch.mv(rows, v)) for u, v in zip(us, vs)])
+        ctx.save_for_backward(us, vs, sigmas)
+        ctx.shape = weight.shape
+        return 1 / sigmas
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        us, vs, sigmas = ctx.saved_tensors  # d(1 / sigma) / dW = -u v^T / sigma^2: one product for all calls
+        grad_weight = torch.mm((us * (-grad / sigmas.square()).unsqueeze(1)).T, vs)
+        return grad_weight.view(ctx.shape), None, None
+
+
 class _SpectralDivision(torch.autograd.Function):
     """weight / sigma with sigma = u . (W v), u and v held constant: torch's spectral-norm output.
 
@@ -133,12 +161,39 @@ class SpectralNorm(parametrizations._SpectralNorm):
         v = self._v.clone(memory_format=torch.contiguous_format)
         return _SpectralDivision.apply(weight, u, v)
 
+    def scales(self, weight: torch.Tensor, calls: int) -> torch.Tensor:
+        """1 / sigma of each of `calls` calls in a row (parts of a batch), as (calls,): what dividing the
+        weight by sigma would do to a conv's outputs, with the power iteration advanced before each call
+        in training, as `calls` forward calls would; gradients reach the weight as through them."""
+        us, vs = [], []
+        for _ in range(calls):
+            if self.training:
+                self._power_method(weight.flatten(1), self.n_power_iterations)
+            us.append(self._u.clone())
+            vs.append(self._v.clone())
+        return _SpectralScales.apply(weight, torch.stack(us), torch.stack(vs))
+
 
 def spectral_norm(module: nn.Module) -> nn.Module:
     """Spectral-normalise `module.weight` along dim 0 (used by the first scale discriminator)."""
     # unsafe: torch's consistency check calls the parametrisation once, a power iteration the original never ran
     parametrize.register_parametrization(module, "weight", SpectralNorm(module.weight), unsafe=True)
     return module
+
+
+def spectral_norm_factors(module: nn.Module, calls: int = 1) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(weight, 1 / sigma for each of `calls` calls (calls,)) of a spectral-normalised module, for convs
+    that scale their outputs instead of dividing the weight (SpectralNorm.scales); None without
+    spectral norm. Where no gradient is wanted the weight is a detached alias of the parameter."""
+    if not parametrize.is_parametrized(module, "weight"):
+        return None
+    parametrization = module.parametrizations.weight
+    if len(parametrization) != 1 or not isinstance(parametrization[0], SpectralNorm):
+        return None
+    weight = parametrization.original
+    if not (torch.is_grad_enabled() and weight.requires_grad):
+        weight = weight.detach()
+    return weight, parametrization[0].scales(weight, calls)
 
 
 def spectral_norm_vectors(module: nn.Module) -> list[torch.Tensor]:

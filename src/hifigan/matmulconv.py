@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .layers import compute_dtype
+from .layers import compute_dtype, output_scale_gradient
 
 
 def _unfold(x: torch.Tensor, kernel_size: int, stride: int, padding: int, length_out: int) -> torch.Tensor:
@@ -44,7 +44,7 @@ def _fold(columns: torch.Tensor, shape: tuple[int, int, int], kernel_size: int, 
 
 class _MatmulConv1d(torch.autograd.Function):
     """x (N, T, C_in) contiguous, weight (C_out, C_in, k) -> (N, T_out, C_out), computed in `dtype`; scale
-    (C_out,) multiplies the outputs before the bias is added and is a constant (no gradient)."""
+    ((C_out,) or (N, 1, 1)) multiplies the outputs before the bias is added."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, scale, stride: int, padding: int, dtype: torch.dtype):
@@ -57,22 +57,25 @@ class _MatmulConv1d(torch.autograd.Function):
             y = columns @ matrix.t()
         else:
             y = torch.addmm(bias.to(dtype), columns, matrix.t())
+        y = y.view(n, length_out, out_channels)
         if scale is not None:  # y * scale + bias, in place
             scale = scale.to(dtype)
             if bias is None:
                 y.mul_(scale)
             else:
                 torch.addcmul(bias.to(dtype), y, scale, out=y)
-        ctx.save_for_backward(columns, matrix, scale)
+        scale_gradient = ctx.needs_input_grad[3]
+        ctx.save_for_backward(columns, matrix, scale, y if scale_gradient else None,
+                              bias if scale_gradient else None)
         ctx.geometry = (x.shape, x.dtype, weight.shape, weight.dtype, kernel_size, stride, padding)
-        return y.view(n, length_out, out_channels)
+        return y
 
     @staticmethod
     def backward(ctx, grad_y):
-        columns, matrix, scale = ctx.saved_tensors
+        columns, matrix, scale, y, bias = ctx.saved_tensors
         x_shape, x_dtype, w_shape, w_dtype, kernel_size, stride, padding = ctx.geometry
-        grad_outputs = grad_y.reshape(-1, w_shape[0]).to(matrix.dtype)
-        grad = grad_outputs if scale is None else grad_outputs * scale
+        grad_outputs = grad_y.to(matrix.dtype)
+        grad = (grad_outputs if scale is None else grad_outputs * scale).reshape(-1, w_shape[0])
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_x = _fold(grad @ matrix, x_shape, kernel_size, stride, padding).to(x_dtype)
@@ -80,15 +83,16 @@ class _MatmulConv1d(torch.autograd.Function):
             grad_w = (grad.t() @ columns).view(w_shape).to(w_dtype)
         if ctx.needs_input_grad[2]:
             # summed in fp32 at least: 16-bit sums over thousands of positions lose too much
-            grad_b = grad_outputs.sum(0, dtype=torch.promote_types(grad_outputs.dtype, torch.float32)).to(w_dtype)
-        return grad_x, grad_w, grad_b, None, None, None, None
+            grad_b = grad_outputs.sum((0, 1), dtype=torch.promote_types(grad_outputs.dtype, torch.float32)).to(w_dtype)
+        grad_scale = output_scale_gradient(y, bias, scale, grad_outputs) if ctx.needs_input_grad[3] else None
+        return grad_x, grad_w, grad_b, grad_scale, None, None, None
 
 
 def matmul_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, stride: int = 1,
                   padding: int = 0, scale: torch.Tensor | None = None) -> torch.Tensor:
-    """F.conv1d(x, weight, bias, stride, padding) for ungrouped convs, as one matrix product. `scale`
-    (C_out,), when given, multiplies each output channel before the bias is added, as a constant (no
-    gradient reaches it): weight norm's g / ||v|| (layers.weight_norm_factors).
+    """F.conv1d(x, weight, bias, stride, padding) for ungrouped convs, as one matrix product. `scale`,
+    (C_out,) per output channel or (N, 1, 1) per item, multiplies the outputs before the bias is added
+    (see blockconv.block_conv1d).
 
     x (N, C_in, T) in any memory layout -> (N, C_out, T_out) with channels-last strides (its
     transpose(1, 2) is contiguous). Under autocast it computes in the autocast dtype, as a conv would.
