@@ -52,3 +52,12 @@ def test_feature_matching_keeps_each_maps_layout_and_value():
         grad, = torch.autograd.grad(loss, fake)
         assert grad.stride() == fake.stride()  # no layout mixing in the backward pass
         torch.testing.assert_close(grad, torch.sign(fake.detach() - real) / real.numel())
+
+
+def test_feature_matching_gradient_passes_gradcheck_and_takes_bf16_maps():
+    torch.manual_seed(1)
+    real, fake = torch.randn(2, 4, 7, dtype=torch.float64), torch.randn(2, 4, 7, dtype=torch.float64, requires_grad=True)
+    loss = lambda f: feature_matching_loss([(torch.zeros(2, 1), [real])], [(torch.zeros(2, 1), [f])])  # noqa: E731
+    assert torch.autograd.gradcheck(loss, (fake,))
+    half = feature_matching_loss([(torch.zeros(2, 1), [real.bfloat16()])], [(torch.zeros(2, 1), [fake.bfloat16()])])
+    torch.testing.assert_close(half.double(), loss(fake).detach(), rtol=1e-2, atol=0)
