@@ -265,7 +265,8 @@ class Trainer:
         here and throws them away."""
         real_out, fake_out = [], []
         discriminators = (self.mpd, self.msd)
-        # Both passes share one normalised copy of each weight, in the dtype the convs compute in.
+        # Both passes share one normalised copy of each weight in the dtype the convs compute in (in fp32
+        # on the CPU, weight norm's v and g / ||v||).
         with _frozen(discriminators), frozen_weights(discriminators, AUTOCAST_DTYPES.get(self.train.precision)):
             for d in discriminators:  # the unwrapped modules: no gradient reaches their weights, nothing to sync
                 with torch.no_grad():
