@@ -133,6 +133,15 @@ def test_frozen_weights_are_computed_once_and_leave_spectral_norm_running():
     for key, value in plain_msd.state_dict().items():
         torch.testing.assert_close(msd.state_dict()[key], value, rtol=0, atol=0)
     assert "frozen_factors" not in conv.__dict__  # gone on exit
+    spectral = msd.discriminators[0].convs[1]  # in DFT blocks: their weight transform is kept on the alias
+    with frozen_weights([msd]), torch.no_grad():
+        alias = spectral.frozen_alias
+        assert alias.data_ptr() == spectral.parametrizations.weight.original.data_ptr() and alias._base is None
+        msd(audio)
+        kept = alias._block_coefficients
+        msd(audio)
+        assert alias._block_coefficients is kept  # transformed once for both calls
+    assert "frozen_alias" not in spectral.__dict__
     with frozen_weights([mpd], dtype=torch.bfloat16):
         assert conv.frozen_weight.dtype == torch.bfloat16 and not conv.frozen_weight.requires_grad
         mpd(audio.bfloat16())

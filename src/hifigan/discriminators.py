@@ -46,7 +46,7 @@ def _factors(conv: nn.Module, x: torch.Tensor, calls: int = 1) -> tuple[torch.Te
         factors = weight_norm_factors(conv)
         if factors is not None:
             return factors
-        factors = spectral_norm_factors(conv, calls)
+        factors = spectral_norm_factors(conv, calls, conv.__dict__.get("frozen_alias"))
         if factors is not None:
             weight, scales = factors
             return weight, scales.repeat_interleave(len(x) // calls).view(-1, 1, 1)
@@ -69,15 +69,19 @@ def frozen_weights(modules: Sequence[nn.Module], dtype: torch.dtype | None = Non
     on the CPU, a weight-normalised conv's v and g / ||v|| instead (_factors).
 
     For the generator step, whose two passes through each discriminator (real, then generated
-    audio) see the same, frozen weights. Spectral-normalised convs are left alone: each of their
-    calls advances the power iteration, as the reference's calls do.
+    audio) see the same, frozen weights. Spectral-normalised convs still advance the power
+    iteration on each call, as the reference's calls do; in fp32 on the CPU they keep one detached
+    alias of their weight, so that the kernels transform it once (_factors).
     """
-    convs = [m for module in modules for m in module.modules()
-             if isinstance(m, (nn.Conv1d, nn.Conv2d)) and not _advances_on_call(m)]
+    convs = [m for module in modules for m in module.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
     with torch.no_grad():
         for conv in convs:
-            on_cpu = next(conv.parameters()).device.type == "cpu"
-            factors = weight_norm_factors(conv) if dtype is None and on_cpu else None
+            folds = dtype is None and next(conv.parameters()).device.type == "cpu"
+            if _advances_on_call(conv):
+                if folds:
+                    conv.frozen_alias = conv.parametrizations.weight.original.detach()
+                continue
+            factors = weight_norm_factors(conv) if folds else None
             if factors is not None:
                 conv.frozen_factors = factors
             else:
@@ -87,8 +91,8 @@ def frozen_weights(modules: Sequence[nn.Module], dtype: torch.dtype | None = Non
         yield
     finally:
         for conv in convs:
-            conv.__dict__.pop("frozen_factors", None)
-            conv.__dict__.pop("frozen_weight", None)
+            for name in ("frozen_alias", "frozen_factors", "frozen_weight"):
+                conv.__dict__.pop(name, None)
 
 
 def _run_convs(convs: nn.ModuleList, conv_post: nn.Module, x: torch.Tensor,

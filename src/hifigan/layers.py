@@ -181,10 +181,12 @@ def spectral_norm(module: nn.Module) -> nn.Module:
     return module
 
 
-def spectral_norm_factors(module: nn.Module, calls: int = 1) -> tuple[torch.Tensor, torch.Tensor] | None:
+def spectral_norm_factors(module: nn.Module, calls: int = 1,
+                          alias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(weight, 1 / sigma for each of `calls` calls (calls,)) of a spectral-normalised module, for convs
     that scale their outputs instead of dividing the weight (SpectralNorm.scales); None without
-    spectral norm. Where no gradient is wanted the weight is a detached alias of the parameter."""
+    spectral norm. Where no gradient is wanted the weight is a detached alias of the parameter:
+    `alias` when given (one kept across calls lets the kernels reuse their transforms of it)."""
     if not parametrize.is_parametrized(module, "weight"):
         return None
     parametrization = module.parametrizations.weight
@@ -192,7 +194,7 @@ def spectral_norm_factors(module: nn.Module, calls: int = 1) -> tuple[torch.Tens
         return None
     weight = parametrization.original
     if not (torch.is_grad_enabled() and weight.requires_grad):
-        weight = weight.detach()
+        weight = weight.detach() if alias is None else alias
     return weight, parametrization[0].scales(weight, calls)
 
 
