@@ -393,3 +393,6 @@ def test_parts_in_one_batch_give_the_gradients_of_parts_in_turn():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
     for key, value in in_turn.state_dict().items():
         torch.testing.assert_close(together.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+    foreign = ScaleDiscriminator(channels=TINY_MSD["channels"], norm="none")  # torch's spectral norm: no scales
+    torch.nn.utils.parametrizations.spectral_norm(foreign.convs[0])
+    assert not foreign.takes_parts_together(audio) and not together.discriminators[0].takes_parts_together(audio.half())
