@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import (SpectralNorm, channels_last_1d, compute_dtype, conv1d_channels_last, conv1d_in_fp32,
-                     hangs_in_cpu_fp16, normalized, spectral_norm_factors, spectral_norm_vectors, weight_norm_factors)
+from .layers import (channels_last_1d, compute_dtype, conv1d_channels_last, conv1d_in_fp32, hangs_in_cpu_fp16,
+                     has_spectral_scales, normalized, spectral_norm_factors, spectral_norm_vectors, weight_norm_factors)
 from .blockconv import FULL_PRECISION, block_conv1d, dft_basis, winograd_basis
 from .matmulconv import matmul_conv1d
 
@@ -254,14 +254,12 @@ class ScaleDiscriminator(nn.Module):
     def takes_parts_together(self, audio: torch.Tensor) -> bool:
         """Whether audio made of parts, which the reference gives a spectral-normalised discriminator in
         turn (its power iteration advancing per call), runs as one batch: on the CPU in full precision,
-        where every conv scales its outputs by its sigma for each part (_factors; our SpectralNorm's
-        `scales`, not torch's own parametrisation)."""
+        where every conv scales its outputs by its sigma for each part (_factors; has_spectral_scales)."""
         dtype = compute_dtype(audio)
         convs = [*self.convs, self.conv_post]
         return (audio.device.type == "cpu" and dtype in FULL_PRECISION
                 and all(kernel in SCALING_KERNELS for kernel in self.kernels_for(dtype))
-                and all(isinstance(conv.parametrizations.weight[0], SpectralNorm) for conv in convs
-                        if _advances_on_call(conv)))
+                and all(has_spectral_scales(conv) for conv in convs if _advances_on_call(conv)))
 
     def forward(self, audio: torch.Tensor, parts: int = 1) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """audio (B, 1, N) -> logits (B, L), feature maps (B, C, N'), each in the memory layout of

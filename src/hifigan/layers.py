@@ -18,15 +18,25 @@ def weight_norm(module: nn.Module) -> nn.Module:
     return parametrizations.weight_norm(module, name="weight", dim=0)
 
 
-def weight_norm_parts(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(v, g) of a module whose weight `weight_norm` normalises (w = g v / ||v||), else None."""
+def _weight_parametrization(module: nn.Module, kind: type) -> parametrize.ParametrizationList | None:
+    """module.parametrizations.weight when its one parametrisation is a `kind`, else None."""
     if not parametrize.is_parametrized(module, "weight"):
         return None
     parametrization = module.parametrizations.weight
-    if len(parametrization) != 1 or not isinstance(parametrization[0], parametrizations._WeightNorm) \
-            or parametrization[0].dim != 0:
+    return parametrization if len(parametrization) == 1 and isinstance(parametrization[0], kind) else None
+
+
+def weight_norm_parts(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(v, g) of a module whose weight `weight_norm` normalises (w = g v / ||v||), else None."""
+    parametrization = _weight_parametrization(module, parametrizations._WeightNorm)
+    if parametrization is None or parametrization[0].dim != 0:
         return None
     return parametrization.original1, parametrization.original0
+
+
+def _weight_norm_scale(v: torch.Tensor, g: torch.Tensor, norms: torch.Tensor | None = None) -> torch.Tensor:
+    """g / ||v|| per output channel (C_out,); `norms`: ||v|| per row when already computed."""
+    return g.flatten() / (torch.linalg.vector_norm(v.flatten(1), dim=1) if norms is None else norms)
 
 
 class _WeightNormFactors(torch.autograd.Function):
@@ -42,7 +52,7 @@ class _WeightNormFactors(torch.autograd.Function):
     @staticmethod
     def forward(ctx, v: torch.Tensor, g: torch.Tensor):
         norms = torch.linalg.vector_norm(v.flatten(1), dim=1)
-        scale = g.flatten() / norms
+        scale = _weight_norm_scale(v, g, norms)
         ctx.save_for_backward(v, g, norms)
         ctx.mark_non_differentiable(scale)
         return v.view_as(v), scale
@@ -72,7 +82,7 @@ def weight_norm_factors(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor] 
     if torch.is_grad_enabled() and (v.requires_grad or g.requires_grad):
         return _WeightNormFactors.apply(v, g)
     with torch.no_grad():
-        return v.detach(), g.flatten() / torch.linalg.vector_norm(v.flatten(1), dim=1)
+        return v.detach(), _weight_norm_scale(v, g)
 
 
 def output_scale_gradient(y: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor,
@@ -187,15 +197,19 @@ def spectral_norm_factors(module: nn.Module, calls: int = 1,
     that scale their outputs instead of dividing the weight (SpectralNorm.scales); None without
     spectral norm. Where no gradient is wanted the weight is a detached alias of the parameter:
     `alias` when given (one kept across calls lets the kernels reuse their transforms of it)."""
-    if not parametrize.is_parametrized(module, "weight"):
-        return None
-    parametrization = module.parametrizations.weight
-    if len(parametrization) != 1 or not isinstance(parametrization[0], SpectralNorm):
+    parametrization = _weight_parametrization(module, SpectralNorm)
+    if parametrization is None:
         return None
     weight = parametrization.original
     if not (torch.is_grad_enabled() and weight.requires_grad):
         weight = weight.detach() if alias is None else alias
     return weight, parametrization[0].scales(weight, calls)
+
+
+def has_spectral_scales(module: nn.Module) -> bool:
+    """Whether spectral_norm_factors applies: the module's weight is normalised by our SpectralNorm
+    (torch's own spectral-norm parametrisation has no per-call scales)."""
+    return _weight_parametrization(module, SpectralNorm) is not None
 
 
 def spectral_norm_vectors(module: nn.Module) -> list[torch.Tensor]:
