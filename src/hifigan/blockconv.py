@@ -222,8 +222,9 @@ def _kernel_coefficients(weight: torch.Tensor, kernel: torch.Tensor, groups: int
         return cached[2]
     phased = _polyphase_weight(weight, stride)
     out_channels, per_in, taps = phased.shape
-    # Into a preallocated output: torch's mm allocating its own took 4.7 ms instead of 1.2 for the
-    # 1024 -> 1024, k = 5 Winograd weights (8 x 5 @ 5 x 1M, 2-core AMX Xeon), 18 times a v1 step.
+    # Into a preallocated output: torch's mm allocating its own (oneDNN's matmul) took 4.7 ms instead of
+    # 1.2 for the 1024 -> 1024, k = 5 Winograd weights (8 x 5 @ 5 x 1M, 2-core AMX Xeon) before the
+    # training heap went into huge pages; with it (hostmemory) both took 1.3 ms and whole steps did not differ.
     flat = phased.reshape(-1, taps).T  # (taps, C_out * s * C_in / G)
     coefficients = torch.mm(kernel, flat, out=flat.new_empty(kernel.shape[0], flat.shape[1]))
     result = tuple(coefficients.view(parts, -1, out_channels // groups, per_in))
